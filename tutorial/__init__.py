@@ -1,0 +1,11 @@
+"""numba-fp8-tutorial: FP8 quantization for GPU matrix work, built kernel by kernel in Numba CUDA.
+
+Importing this package first chooses where kernels run (see :mod:`tutorial.device`): the
+GPU when there is one, else Numba's CUDA simulator, which it teaches warp shuffles.
+"""
+
+from .device import MODE, ON_SIMULATOR, SELECTION  # noqa: F401  (must run before numba.cuda)
+from . import fp8  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["MODE", "ON_SIMULATOR", "SELECTION", "fp8", "__version__"]

@@ -1,0 +1,130 @@
+"""Where kernels run: the real GPU or Numba's CUDA simulator.
+
+Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when ``numba.cuda`` is first imported, and
+cannot switch afterwards. So the choice is made here, by ``import tutorial``, before
+anything imports ``numba.cuda``:
+
+* ``TUTORIAL_DEVICE=gpu`` - the GPU; an error if there is none.
+* ``TUTORIAL_DEVICE=sim`` - the simulator, even where a GPU exists.
+* unset (or ``auto``)  - the GPU if the CUDA driver reports one, else the simulator.
+
+The GPU is looked for through the driver library itself (``cuInit`` and
+``cuDeviceGetCount`` through ctypes), so that asking does not import ``numba.cuda``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from dataclasses import dataclass
+
+ENV_VAR = "TUTORIAL_DEVICE"
+MODES = ("gpu", "sim")
+
+
+class DeviceSelectionError(RuntimeError):
+    """The requested device mode cannot be had (no GPU, or numba.cuda imported too early)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    mode: str  # "gpu" or "sim"
+    reason: str  # one sentence a person can act on
+
+
+def probe_gpus() -> tuple[int, str]:
+    """Count CUDA devices by asking the driver directly. Returns (count, explanation)."""
+    names = {"win32": ["nvcuda.dll"], "darwin": []}.get(sys.platform, ["libcuda.so.1", "libcuda.so"])
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        rc = lib.cuInit(0)
+        if rc != 0:
+            return 0, f"the CUDA driver ({name}) is installed but cuInit failed with error {rc}"
+        count = ctypes.c_int(0)
+        rc = lib.cuDeviceGetCount(ctypes.byref(count))
+        if rc != 0:
+            return 0, f"cuDeviceGetCount failed with error {rc}"
+        if count.value == 0:
+            return 0, "the CUDA driver reports no devices"
+        return count.value, f"the CUDA driver reports {count.value} device(s)"
+    return 0, "no CUDA driver library (libcuda) was found"
+
+
+def _requested() -> str:
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if value not in MODES:
+        raise DeviceSelectionError(f"{ENV_VAR}={value!r}: expected 'gpu', 'sim' or 'auto'")
+    return value
+
+
+def _mode_of_imported_numba_cuda() -> str | None:
+    """The mode numba.cuda was imported in, or None if it has not been imported yet."""
+    cuda = sys.modules.get("numba.cuda")
+    if cuda is None or not hasattr(cuda, "jit"):
+        return None
+    return "sim" if cuda.jit.__module__.startswith("numba.cuda.simulator") else "gpu"
+
+
+def _decide() -> Selection:
+    requested = _requested()
+    already = _mode_of_imported_numba_cuda()
+    if already is not None:
+        # Too late to choose: numba.cuda has fixed its mode. Accept it only if it can work.
+        if requested not in ("auto", already):
+            raise DeviceSelectionError(
+                f"{ENV_VAR}={requested} but numba.cuda was already imported in {already} mode; "
+                "import tutorial before numba.cuda (or restart the kernel/interpreter)")
+        if already == "gpu" and probe_gpus()[0] == 0:
+            raise DeviceSelectionError(
+                "numba.cuda was imported before tutorial, in GPU mode, but this machine has no GPU "
+                f"({probe_gpus()[1]}); import tutorial first so it can choose the simulator, "
+                "or set NUMBA_ENABLE_CUDASIM=1")
+        return Selection(already, f"numba.cuda was already imported in {already} mode")
+    if requested == "sim":
+        return Selection("sim", f"{ENV_VAR}=sim")
+    count, why = probe_gpus()
+    if requested == "gpu":
+        if count == 0:
+            raise DeviceSelectionError(f"{ENV_VAR}=gpu, but no GPU can be used: {why}")
+        return Selection("gpu", f"{ENV_VAR}=gpu and {why}")
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return Selection("sim", "NUMBA_ENABLE_CUDASIM is set")
+    if count:
+        return Selection("gpu", f"{why} ({ENV_VAR} unset)")
+    return Selection("sim", f"{why}, so kernels run on Numba's CUDA simulator")
+
+
+def _apply(sel: Selection) -> None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1" if sel.mode == "sim" else "0"
+    if "numba.core.config" in sys.modules:
+        # `import numba` already read the environment; make it read it again.
+        sys.modules["numba.core.config"].reload_config()
+    if sel.mode == "sim":
+        from . import simulator
+
+        simulator.install()
+
+
+def _running_as_command() -> bool:
+    """True for `fp8-tutorial ...` and `python -m tutorial ...`."""
+    argv = getattr(sys, "orig_argv", sys.argv)
+    as_module = any(a == "-m" and b == "tutorial" for a, b in zip(argv, argv[1:]))
+    return as_module or os.path.basename(sys.argv[0]).startswith("fp8-tutorial")
+
+
+try:
+    SELECTION: Selection = _decide()
+except DeviceSelectionError as exc:
+    if not _running_as_command():
+        raise
+    print(f"fp8-tutorial: {exc}", file=sys.stderr)  # a command's user needs no traceback
+    raise SystemExit(2) from None
+_apply(SELECTION)
+MODE = SELECTION.mode
+ON_SIMULATOR = MODE == "sim"

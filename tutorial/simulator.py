@@ -1,0 +1,394 @@
+"""What Numba's CUDA simulator lacks, added: warp-level operations, and cheap device calls.
+
+The simulator runs every CUDA thread of a block as a Python thread, but it has no warp
+shuffles or votes. This module adds them - ``shfl_sync``, ``shfl_up_sync``,
+``shfl_down_sync``, ``shfl_xor_sync``, ``syncwarp``, ``activemask``, ``all_sync``,
+``any_sync``, ``eq_sync`` and ``ballot_sync`` - with the semantics of the PTX
+instructions numba-cuda emits, so that a kernel calls ``cuda.shfl_down_sync(0xffffffff,
+v, 16)`` exactly as it would on a GPU.
+
+How a warp is modelled
+----------------------
+* Lanes: a thread's linear index in the block is ``x + y*bx + z*bx*by``; its warp is that
+  index // 32 and its lane that index % 32. When the block size is not a multiple of 32 the
+  last warp is partial: its missing lanes simply do not take part.
+* Synchronisation: a call with ``mask`` waits until every lane named in the mask that
+  exists and has not exited has made the same call, then all of them get their results.
+  Lanes outside the mask are not waited for, so sub-groups of a warp (say two halves with
+  masks 0x0000ffff and 0xffff0000) work independently, and other warps may sit at
+  ``syncthreads`` meanwhile.
+* Shuffle source lanes follow PTX ``shfl.sync`` with numba's clamp values: the lane
+  operand uses its low 5 bits; ``shfl_up`` from a lane below 0 and ``shfl_down`` from a lane
+  above 31 return the caller's own value; ``shfl_sync`` and ``shfl_xor_sync`` always name a
+  lane in the warp. Reading a lane that is not taking part (outside the mask, missing or
+  exited) is undefined on hardware; here it returns the caller's own value. Do not rely on it.
+* Value types are those numba-cuda accepts: 32/64-bit ints and floats for shuffles.
+* ``activemask()`` returns the lanes that reach the call together: those that call it
+  before exiting or blocking elsewhere (see its docstring).
+* Mistakes a GPU would hang on or leave undefined are reported as errors: a lane calling
+  with a mask that leaves itself out, lanes of one mask calling different operations, and
+  a deadlock (lanes waiting for a lane that is stuck at ``syncthreads``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+FULL_MASK = 0xFFFFFFFF
+WARP_SIZE = 32
+_DEADLOCK_CHECK_S = 0.25  # how long a wait goes on before it looks for a deadlock
+
+_state_lock = threading.Lock()
+
+
+class WarpError(RuntimeError):
+    """A warp-level call that is undefined or deadlocks on a GPU."""
+
+
+# -- per-block bookkeeping ----------------------------------------------------------------
+
+
+class _Round:
+    """One collective call by the lanes of one mask: what each lane brought."""
+
+    def __init__(self, op: str, mask: int):
+        self.op = op
+        self.mask = mask
+        self.args: dict[int, tuple] = {}  # lane -> (value, operand)
+        self.done = False
+
+
+class _Warp:
+    def __init__(self, block: "_Block", present: int):
+        self.present = present  # bitmask of lanes that exist in this warp
+        self.exited = 0  # bitmask of lanes whose thread has returned
+        self.rounds: dict[int, _Round] = {}  # mask -> round being gathered
+        self.cond = threading.Condition(block.lock)
+
+    def live(self) -> int:
+        return self.present & ~self.exited
+
+    def complete(self, rnd: _Round) -> bool:
+        needed = rnd.mask & self.live()
+        arrived = sum(1 << lane for lane in rnd.args)
+        return needed & ~arrived == 0
+
+
+class _Block:
+    def __init__(self, nthreads: int):
+        self.lock = threading.Lock()
+        nwarps = (nthreads + WARP_SIZE - 1) // WARP_SIZE
+        self.warps = []
+        for w in range(nwarps):
+            lanes = min(WARP_SIZE, nthreads - w * WARP_SIZE)
+            self.warps.append(_Warp(self, (1 << lanes) - 1))
+
+
+def _block_of(thread) -> _Block:
+    manager = thread._manager
+    block = getattr(manager, "_tutorial_warps", None)
+    if block is None:
+        with _state_lock:
+            block = getattr(manager, "_tutorial_warps", None)
+            if block is None:
+                bx, by, bz = manager._block_dim
+                block = _Block(bx * by * bz)
+                manager._tutorial_warps = block
+    return block
+
+
+def _current():
+    thread = threading.current_thread()
+    if not hasattr(thread, "thread_id") or not hasattr(thread, "_manager"):
+        raise WarpError("warp-level functions can only be called inside a simulated kernel")
+    return thread
+
+
+def _on_thread_exit(thread) -> None:
+    """An exited lane stops being waited for, as on hardware."""
+    block = getattr(thread._manager, "_tutorial_warps", None)
+    if block is None:
+        return
+    warp = block.warps[thread.thread_id // WARP_SIZE]
+    with block.lock:
+        warp.exited |= 1 << (thread.thread_id % WARP_SIZE)
+        for mask, rnd in list(warp.rounds.items()):
+            if warp.complete(rnd):
+                _finish(warp, rnd)
+
+
+def _finish(warp: _Warp, rnd: _Round) -> None:
+    del warp.rounds[rnd.mask]
+    rnd.done = True
+    warp.cond.notify_all()
+
+
+def _fmt_lanes(bits: int) -> str:
+    return "{" + ", ".join(str(i) for i in range(WARP_SIZE) if bits >> i & 1) + "}"
+
+
+def _check_deadlock(thread, warp_index: int, rnd: _Round) -> None:
+    """Raise if every live thread of the block is blocked, so nothing can complete `rnd`."""
+    manager = thread._manager
+    others = [t for t in threading.enumerate() if getattr(t, "_manager", None) is manager]
+    def stuck(t):
+        waiting_in = getattr(t, "_warp_round", None)
+        return t.syncthreads_blocked or (waiting_in is not None and not waiting_in.done
+                                         and waiting_in.op != "activemask")
+
+    if any(t.is_alive() and not stuck(t) for t in others):
+        return
+    at_barrier = [t.thread_id % WARP_SIZE for t in others
+                  if t.thread_id // WARP_SIZE == warp_index and t.syncthreads_blocked]
+    arrived = sum(1 << lane for lane in rnd.args)
+    raise WarpError(
+        f"deadlock in warp {warp_index}: lanes {_fmt_lanes(arrived)} wait in {rnd.op}"
+        f"(mask={rnd.mask:#010x}) for lanes {_fmt_lanes(rnd.mask & ~arrived)}"
+        + (f", of which {sorted(at_barrier)} wait at syncthreads()" if at_barrier else "")
+        + "; on a GPU this hangs or is undefined")
+
+
+def _gather(op: str, mask, value=None, operand=None):
+    """Wait for every live lane of `mask` to make this call; return the finished round."""
+    thread = _current()
+    mask = int(mask) & FULL_MASK
+    lane = thread.thread_id % WARP_SIZE
+    warp_index = thread.thread_id // WARP_SIZE
+    block = _block_of(thread)
+    warp = block.warps[warp_index]
+    if not mask >> lane & 1:
+        raise WarpError(
+            f"{op}: lane {lane} of warp {warp_index} (thread {tuple(thread.threadIdx)}) "
+            f"called with mask {mask:#010x}, which leaves itself out (undefined on a GPU)")
+    with block.lock:
+        rnd = warp.rounds.get(mask)
+        if rnd is None:
+            rnd = warp.rounds[mask] = _Round(op, mask)
+        elif rnd.op != op:
+            raise WarpError(
+                f"lanes of warp {warp_index} called different warp operations with mask "
+                f"{mask:#010x}: {rnd.op} and {op} (lane {lane}); on a GPU this is undefined")
+        rnd.args[lane] = (value, operand)
+        if warp.complete(rnd):
+            _finish(warp, rnd)
+            return rnd
+        thread._warp_round = rnd
+        try:
+            waited = 0.0
+            while not rnd.done:
+                warp.cond.wait(0.05)
+                if thread.abort:
+                    raise RuntimeError("abort flag set while waiting in a warp operation")
+                waited += 0.05
+                if waited >= _DEADLOCK_CHECK_S and not rnd.done:
+                    waited = 0.0
+                    _check_deadlock(thread, warp_index, rnd)
+        finally:
+            thread._warp_round = None
+    return rnd
+
+
+# -- the operations ---------------------------------------------------------------------
+
+_SHUFFLE_TYPES = (np.int32, np.int64, np.float32, np.float64)
+
+
+def _check_shuffle_value(op: str, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, *_SHUFFLE_TYPES)):
+        raise TypeError(f"{op} only supports 32- and 64-bit ints and floats, "
+                        f"got {type(value).__name__} (a GPU compile would fail too)")
+
+
+def _shuffle(op: str, mask, value, operand, source_lane):
+    _check_shuffle_value(op, value)
+    rnd = _gather(op, mask, value, int(operand))
+    lane = _current().thread_id % WARP_SIZE
+    src = source_lane(lane, int(operand) & 0x1F)  # PTX uses the low 5 bits of the operand
+    if src is None or src not in rnd.args:
+        return value  # out of range: own value (PTX); not taking part: undefined, own value here
+    return rnd.args[src][0]
+
+
+def shfl_sync(mask, value, src_lane):
+    """Return `value` from lane ``src_lane`` (mod 32) of the warp."""
+    return _shuffle("shfl_sync", mask, value, src_lane, lambda lane, b: b)
+
+
+def shfl_up_sync(mask, value, delta):
+    """Return `value` from lane ``lane - delta``; lanes below `delta` keep their own."""
+    return _shuffle("shfl_up_sync", mask, value, delta,
+                    lambda lane, b: lane - b if lane - b >= 0 else None)
+
+
+def shfl_down_sync(mask, value, delta):
+    """Return `value` from lane ``lane + delta``; lanes whose source passes 31 keep their own."""
+    return _shuffle("shfl_down_sync", mask, value, delta,
+                    lambda lane, b: lane + b if lane + b < WARP_SIZE else None)
+
+
+def shfl_xor_sync(mask, value, lane_mask):
+    """Return `value` from lane ``lane ^ lane_mask`` (the butterfly pattern)."""
+    return _shuffle("shfl_xor_sync", mask, value, lane_mask, lambda lane, b: lane ^ b)
+
+
+def syncwarp(mask=FULL_MASK):
+    """Wait until every live lane of `mask` arrives."""
+    _gather("syncwarp", mask)
+
+
+def _vote(op: str, mask, predicate):
+    rnd = _gather(op, mask, bool(predicate))
+    return [(lane, v) for lane, (v, _) in rnd.args.items()]
+
+
+def all_sync(mask, predicate):
+    """True when the predicate holds on every taking-part lane of `mask`."""
+    return all(v for _, v in _vote("all_sync", mask, predicate))
+
+
+def any_sync(mask, predicate):
+    """True when the predicate holds on at least one taking-part lane of `mask`."""
+    return any(v for _, v in _vote("any_sync", mask, predicate))
+
+
+def eq_sync(mask, predicate):
+    """True when the predicate is the same on every taking-part lane of `mask`."""
+    return len({v for _, v in _vote("eq_sync", mask, predicate)}) == 1
+
+
+def ballot_sync(mask, predicate):
+    """Bit i set when lane i takes part and its predicate holds. An int32, as numba types it."""
+    bits = sum(1 << lane for lane, v in _vote("ballot_sync", mask, predicate) if v)
+    return np.array(bits, dtype=np.uint32).view(np.int32)[()]
+
+
+_ACTIVEMASK = -1  # key of the activemask round (masks are never negative)
+
+
+def _activemask_settled(warp: _Warp, rnd: _Round, manager, warp_index: int) -> bool:
+    """Every lane of the warp has arrived, exited, or is blocked elsewhere (diverged)."""
+    threads = {t.thread_id % WARP_SIZE: t for t in threading.enumerate()
+               if getattr(t, "_manager", None) is manager and t.thread_id // WARP_SIZE == warp_index}
+    for lane in range(WARP_SIZE):
+        if not warp.live() >> lane & 1 or lane in rnd.args:
+            continue
+        t = threads.get(lane)
+        if t is None:
+            return False  # not started yet
+        if not t.is_alive() or t.syncthreads_blocked:
+            continue
+        other = getattr(t, "_warp_round", None)
+        if other is None or other.done or other is rnd:
+            return False  # still running towards this call, or about to
+    return True
+
+
+def activemask():
+    """Lanes of the caller's warp that reach this call together, as a uint32 bitmask.
+
+    A GPU reports the lanes converged at the call. The simulator's threads run
+    independently, so this waits until each lane of the warp has called ``activemask``,
+    exited, or blocked somewhere else (a barrier, another warp operation); the lanes that
+    called are the active ones. Lanes still busy in a long divergent branch are waited for.
+    """
+    thread = _current()
+    lane = thread.thread_id % WARP_SIZE
+    warp_index = thread.thread_id // WARP_SIZE
+    block = _block_of(thread)
+    warp = block.warps[warp_index]
+    with block.lock:
+        rnd = warp.rounds.get(_ACTIVEMASK)
+        if rnd is None:
+            rnd = warp.rounds[_ACTIVEMASK] = _Round("activemask", _ACTIVEMASK)
+        rnd.args[lane] = (None, None)
+        thread._warp_round = rnd
+        try:
+            while not rnd.done:
+                if _activemask_settled(warp, rnd, thread._manager, warp_index):
+                    _finish(warp, rnd)
+                    break
+                warp.cond.wait(0.002)  # lanes blocking at a barrier send no notice: poll
+                if thread.abort:
+                    raise RuntimeError("abort flag set while waiting in activemask")
+        finally:
+            thread._warp_round = None
+    return np.uint32(sum(1 << lane for lane in rnd.args))
+
+
+OPERATIONS = {f.__name__: f for f in (
+    shfl_sync, shfl_up_sync, shfl_down_sync, shfl_xor_sync, syncwarp,
+    activemask, all_sync, any_sync, eq_sync, ballot_sync)}
+
+
+# -- device-function calls without a lock convoy ------------------------------------------
+#
+# For every call of a device function the simulator swaps the fake `cuda` module into the
+# function's module globals and back, under a lock per module. With a few dozen threads
+# calling small device functions (an FP8 encoder per element), the threads queue on that
+# lock, each hand-over waiting for the GIL: a launch that should take a second takes
+# minutes. Instead, a module is swapped the first time one of its device functions runs in
+# a launch and stays swapped until the launch ends.
+
+_persistent_swaps: list = []
+_swap_lock = threading.Lock()
+
+
+def _patch_device_calls(kernel, kernelapi) -> None:
+    original_call = kernel.FakeCUDAKernel.__call__
+    swapped: dict = {}  # id(module globals) -> context manager, for the running launch
+
+    def __call__(self, *args):
+        context = kernel._get_kernel_context()
+        if context is None or not self._device:
+            if self._device:  # called outside any kernel, as plain Python
+                return original_call(self, *args)
+            try:
+                return original_call(self, *args)
+            finally:  # the launch is over: give every module its real `cuda` back
+                while _persistent_swaps:
+                    _persistent_swaps.pop().__exit__(None, None, None)
+                swapped.clear()
+        key = id(self.fn.__globals__)
+        if key not in swapped:
+            with _swap_lock:
+                if key not in swapped:
+                    manager = kernelapi.swapped_cuda_module(self.fn, context)
+                    manager.__enter__()
+                    _persistent_swaps.append(manager)
+                    swapped[key] = manager
+        return self.fn(*args)
+
+    kernel.FakeCUDAKernel.__call__ = __call__
+
+
+# -- installing into the simulator ----------------------------------------------------------
+
+
+def install() -> None:
+    """Add the warp operations to the simulator's ``numba.cuda`` and to the in-kernel fake
+    module, and make device-function calls cheap."""
+    import numba.cuda
+    from numba.cuda.simulator import kernel, kernelapi
+
+    if getattr(kernel.BlockThread, "_tutorial_patched", False):
+        return
+    _patch_device_calls(kernel, kernelapi)
+    for name, fn in OPERATIONS.items():
+        # In a kernel, `cuda` is a FakeCUDAModule instance: plain functions would become
+        # bound methods, so store them as static methods.
+        setattr(kernelapi.FakeCUDAModule, name, staticmethod(fn))
+        setattr(numba.cuda, name, fn)
+
+    original_run = kernel.BlockThread.run
+
+    def run(self):
+        try:
+            original_run(self)
+        finally:
+            _on_thread_exit(self)
+
+    kernel.BlockThread.run = run
+    kernel.BlockThread._tutorial_patched = True
