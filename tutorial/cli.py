@@ -126,6 +126,12 @@ def doctor(args) -> int:
     return 0 if report["self_test"].startswith("ok") else 1
 
 
+def verify_fp8(args) -> int:
+    from .verify import main as run_exhaustive_check
+
+    return run_exhaustive_check(args.out)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fp8-tutorial", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -133,6 +139,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("doctor", help="which device mode is active and why, versions, known problems")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=doctor)
+    p = sub.add_parser("verify-fp8", help="GPU only: compare the FP8 encoders with ml_dtypes on all 2^32 float32 patterns")
+    p.add_argument("--out", help="also write the JSON result here")
+    p.set_defaults(run=verify_fp8)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -13,8 +13,10 @@ E5M2       5     2     15    57344      0x7c, 0xfc          0x7d-0x7f, 0xfd-0xff
 An FP8 *code* is the byte itself (a uint8). Encoding rounds to the nearest representable
 value, ties to even, like every IEEE conversion. Values beyond the largest finite one
 saturate to +-max (PTX's ``satfinite``: a quantization kernel wants a clipped value, not an
-infinity or NaN); +-inf also becomes +-max; NaN becomes the NaN code with the input's sign
-(0x7f/0xff for E4M3, 0x7e/0xfe for E5M2, the codes ml_dtypes gives).
+infinity or NaN); +-inf also becomes +-max; every NaN becomes the canonical NaN code 0x7f,
+in both formats, whatever its sign. That is what the hardware conversion gives (measured on
+an H100 over all 2^32 inputs); ml_dtypes instead keeps the sign and uses 0x7e for E5M2. Any
+of these codes decodes to NaN.
 
 One integer routine, :func:`round_bits_to_fp8`, does the rounding on the bit pattern of
 the input. The very same Python function is compiled three ways: for the CPU by
@@ -48,7 +50,7 @@ class Format:
     max: float  # largest finite value
     has_inf: bool
     max_code: int  # code of +max
-    nan_code: int  # code the encoder gives +NaN (-NaN sets bit 7 as well)
+    nan_code: int  # code the encoder gives every NaN (the hardware's canonical NaN)
     ml_dtype: type
 
     @property
@@ -64,7 +66,7 @@ class Format:
 
 
 E4M3 = Format("e4m3", 4, 3, 7, 448.0, False, 0x7E, 0x7F, ml_dtypes.float8_e4m3fn)
-E5M2 = Format("e5m2", 5, 2, 15, 57344.0, True, 0x7B, 0x7E, ml_dtypes.float8_e5m2)
+E5M2 = Format("e5m2", 5, 2, 15, 57344.0, True, 0x7B, 0x7F, ml_dtypes.float8_e5m2)
 FORMATS = {"e4m3": E4M3, "e5m2": E5M2}
 
 
@@ -86,7 +88,7 @@ def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_cod
     src_mbits, src_ebits: mantissa and exponent widths of the source float (23, 8 for float32).
     mbits, bias: the FP8 format's mantissa width and exponent bias.
     max_bits: the source-format bit pattern of the format's max (448.0 for E4M3).
-    max_code, nan_code: the codes of +max and +NaN.
+    max_code, nan_code: the codes of +max and of NaN (any sign).
     """
     bits = int(bits)  # a wide signed integer on every target (the simulator's numpy ints wrap)
     width = 1 + src_ebits + src_mbits
@@ -94,7 +96,7 @@ def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_cod
     sign = ((bits >> (width - 1)) & 1) << 7
     a = bits & ((1 << (width - 1)) - 1)  # magnitude bits
     if a > ((1 << src_ebits) - 1) << src_mbits:
-        return sign | nan_code
+        return nan_code
     if a > max_bits:  # beyond max, including inf: saturate
         return sign | max_code
     shift = src_mbits - mbits
@@ -163,8 +165,8 @@ def encode_e4m3(x):
 
 @cuda.jit(device=True)
 def encode_e5m2(x):
-    """float32 -> E5M2 code (uint8): round to nearest even, saturate to +-57344, NaN -> 0x7e."""
-    return numba.uint8(_round_device(float32_bits(x), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7E))
+    """float32 -> E5M2 code (uint8): round to nearest even, saturate to +-57344, NaN -> 0x7f."""
+    return numba.uint8(_round_device(float32_bits(x), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F))
 
 
 @cuda.jit(device=True)
@@ -250,7 +252,8 @@ def encode(x, fmt=E4M3) -> np.ndarray:
 
     float16, float32 and float64 are rounded once, from their own bits (no detour through
     float32, so no double rounding); bfloat16 is widened to float32 first, which is exact.
-    ``codes.view(fmt.ml_dtype)`` gives the same values as ml_dtypes after clipping to +-max.
+    ``codes.view(fmt.ml_dtype)`` gives the same values as ml_dtypes after clipping to +-max
+    (the same codes too, but for NaN inputs: see the module docstring).
     """
     fmt = as_format(fmt)
     x = np.asarray(x)

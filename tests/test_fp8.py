@@ -1,0 +1,289 @@
+"""FP8 formats and codecs: bit-exact against ml_dtypes, and against an exact nearest-value search.
+
+ml_dtypes turns values beyond max into NaN (E4M3) or inf (E5M2), while our encoders
+saturate, so inputs are clipped to +-max before ml_dtypes sees them. Host functions run on
+the CPU; device functions run in a kernel (simulator or GPU, whichever is active).
+"""
+
+import ml_dtypes
+import numpy as np
+import pytest
+from numba import cuda
+
+import tutorial
+from tutorial import fp8
+
+FORMATS = [fp8.E4M3, fp8.E5M2]
+fmt_param = pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+
+
+def ml_dtypes_codes(x, fmt):
+    """The ml_dtypes answer for float32 `x`, with our saturation applied first and its NaN
+    codes (which keep the sign, and are 0x7e for E5M2) replaced by the canonical 0x7f."""
+    with np.errstate(invalid="ignore"):
+        codes = np.clip(x, -fmt.max, fmt.max).astype(fmt.ml_dtype).view(np.uint8)
+    return np.where(np.isnan(x), np.uint8(fmt.nan_code), codes)
+
+
+def finite_positive_values(fmt):
+    """(values, codes) of the finite non-negative codes, ascending."""
+    codes = np.arange(0x80, dtype=np.uint8)
+    values = codes.view(fmt.ml_dtype).astype(np.float64)
+    keep = np.isfinite(values)
+    return values[keep], codes[keep]
+
+
+def nearest_code(x, fmt):
+    """Exact reference: the code of the nearest representable value, ties to the even code.
+
+    Works in float64 on values that float64 holds exactly (every float32 and float16, and
+    every FP8 midpoint), by search rather than by bit manipulation.
+    """
+    values, codes = finite_positive_values(fmt)
+    x = np.asarray(x, np.float64)
+    mag = np.nan_to_num(np.minimum(np.abs(x), fmt.max))
+    hi = np.clip(np.searchsorted(values, mag), 1, values.size - 1)
+    lo = hi - 1
+    d_lo, d_hi = mag - values[lo], values[hi] - mag
+    pick_hi = (d_hi < d_lo) | ((d_hi == d_lo) & (codes[hi] % 2 == 0))
+    out = np.where(pick_hi, codes[hi], codes[lo]).astype(np.uint8)
+    out |= np.signbit(x).astype(np.uint8) << 7
+    return np.where(np.isnan(x), np.uint8(fmt.nan_code), out)
+
+
+def hard_cases(fmt):
+    """Every representable value, every midpoint between neighbours and one float32 ulp either
+    side of it, subnormals, zeros, values beyond max, inf and NaN; both signs."""
+    values, _ = finite_positive_values(fmt)
+    mids = ((values[:-1] + values[1:]) / 2).astype(np.float32)  # exact: one more bit suffices
+    around = np.concatenate([mids, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(np.inf))])
+    above = np.float32([fmt.max * 1.03, fmt.max * 1.0625, fmt.max * 1.1, fmt.max * 2, 3.4e38, np.inf])
+    tiny = np.float32([fmt.min_subnormal / 2, fmt.min_subnormal / 4, 1e-30, 1.4e-45])
+    x = np.concatenate([values.astype(np.float32), around, above, tiny, [np.float32(np.nan)]])
+    return np.concatenate([x, -x]).astype(np.float32)
+
+
+def random_float32(n, seed):
+    return np.random.default_rng(seed).integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+
+
+# -- format descriptors ---------------------------------------------------------------------
+
+
+@fmt_param
+def test_descriptor_matches_ml_dtypes_finfo(fmt):
+    info = ml_dtypes.finfo(fmt.ml_dtype)
+    assert fmt.max == float(info.max)
+    assert fmt.min_normal == float(info.smallest_normal)
+    assert fmt.min_subnormal == float(info.smallest_subnormal)
+    assert fmt.mantissa_bits == info.nmant
+    assert fmt.exponent_bits + fmt.mantissa_bits == 7
+
+
+def test_descriptor_numbers():
+    assert (fp8.E4M3.max, fp8.E4M3.exponent_bias, fp8.E4M3.mantissa_bits) == (448.0, 7, 3)
+    assert (fp8.E4M3.min_normal, fp8.E4M3.min_subnormal) == (2.0**-6, 2.0**-9)
+    assert (fp8.E5M2.max, fp8.E5M2.exponent_bias, fp8.E5M2.mantissa_bits) == (57344.0, 15, 2)
+    assert (fp8.E5M2.min_normal, fp8.E5M2.min_subnormal) == (2.0**-14, 2.0**-16)
+
+
+def test_format_names_are_accepted_and_unknown_ones_rejected():
+    assert fp8.as_format("E4M3") is fp8.E4M3 and fp8.as_format("e5m2") is fp8.E5M2
+    with pytest.raises(ValueError, match="e4m3"):
+        fp8.as_format("e3m4")
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+@fmt_param
+def test_decode_all_256_codes_matches_ml_dtypes(fmt):
+    codes = np.arange(256, dtype=np.uint8)
+    ours = fp8.decode(codes, fmt)
+    ref = codes.view(fmt.ml_dtype).astype(np.float32)
+    np.testing.assert_array_equal(ours, ref)  # NaN positions must agree too
+    np.testing.assert_array_equal(np.signbit(ours), np.signbit(ref))
+
+
+def test_e4m3_has_no_infinity_and_two_nan_codes():
+    values = fp8.representable_values(fp8.E4M3)
+    assert not np.isinf(values).any()
+    assert set(np.flatnonzero(np.isnan(values))) == {0x7F, 0xFF}
+
+
+def test_e5m2_has_infinities_and_six_nan_codes():
+    values = fp8.representable_values(fp8.E5M2)
+    assert values[0x7C] == np.inf and values[0xFC] == -np.inf
+    assert set(np.flatnonzero(np.isnan(values))) == {0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF}
+
+
+def test_decode_accepts_ml_dtypes_arrays_and_rejects_other_dtypes():
+    codes = np.array([0x38, 0xB8], np.uint8)
+    np.testing.assert_array_equal(fp8.decode(codes.view(ml_dtypes.float8_e4m3fn), "e4m3"), [1.0, -1.0])
+    with pytest.raises(TypeError, match="int64"):
+        fp8.decode(np.array([1, 2]), "e4m3")
+    with pytest.raises(TypeError, match="float8_e5m2"):
+        fp8.decode(codes.view(ml_dtypes.float8_e5m2), "e4m3")
+
+
+# -- encoding on the host ----------------------------------------------------------------------
+
+
+@fmt_param
+def test_every_finite_code_round_trips(fmt):
+    codes = np.arange(256, dtype=np.uint8)
+    finite = np.isfinite(fp8.decode(codes, fmt))
+    np.testing.assert_array_equal(fp8.encode(fp8.decode(codes[finite], fmt), fmt), codes[finite])
+
+
+@fmt_param
+def test_midpoints_and_their_neighbours_match_ml_dtypes(fmt):
+    x = hard_cases(fmt)
+    np.testing.assert_array_equal(fp8.encode(x, fmt), ml_dtypes_codes(x, fmt))
+    np.testing.assert_array_equal(fp8.encode(x, fmt), nearest_code(x, fmt))
+
+
+@fmt_param
+def test_ties_go_to_the_even_code(fmt):
+    values, codes = finite_positive_values(fmt)
+    mids = ((values[:-1] + values[1:]) / 2).astype(np.float32)
+    got = fp8.encode(mids, fmt)
+    even = np.where(codes[:-1] % 2 == 0, codes[:-1], codes[1:])
+    np.testing.assert_array_equal(got, even)
+
+
+def test_e4m3_subnormals_are_multiples_of_2_to_minus_9():
+    k = np.arange(8)
+    x = (k * 2.0**-9).astype(np.float32)
+    np.testing.assert_array_equal(fp8.encode(x, "e4m3"), k)
+    # 1.5 and 2.5 smallest subnormals are ties: to 2 and 2 (even), not 2 and 3
+    np.testing.assert_array_equal(fp8.encode(np.float32([1.5 * 2**-9, 2.5 * 2**-9]), "e4m3"), [2, 2])
+    # half the smallest subnormal is a tie between 0 and 1: to 0; a bit above goes to 1
+    half = np.float32(2.0**-10)
+    assert fp8.encode(np.float32([half]), "e4m3")[0] == 0
+    assert fp8.encode(np.nextafter(half, np.float32(1)).reshape(1), "e4m3")[0] == 1
+
+
+@fmt_param
+def test_signed_zeros_keep_their_sign(fmt):
+    np.testing.assert_array_equal(fp8.encode(np.float32([0.0, -0.0]), fmt), [0x00, 0x80])
+
+
+@fmt_param
+def test_beyond_max_and_infinities_saturate_to_max(fmt):
+    x = np.float32([fmt.max * 1.01, fmt.max * 4, np.inf, 3.4e38])
+    np.testing.assert_array_equal(fp8.encode(x, fmt), fmt.max_code)
+    np.testing.assert_array_equal(fp8.encode(-x, fmt), fmt.max_code | 0x80)
+    np.testing.assert_array_equal(fp8.decode(fp8.encode(x, fmt), fmt), fmt.max)
+
+
+@fmt_param
+def test_every_nan_becomes_the_canonical_nan_code_0x7f(fmt):
+    nans = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFFFFFFF], np.uint32).view(np.float32)
+    codes = fp8.encode(nans, fmt)
+    np.testing.assert_array_equal(codes, 0x7F)
+    assert np.isnan(fp8.decode(codes, fmt)).all()
+
+
+@fmt_param
+def test_a_million_random_float32_bit_patterns_match_ml_dtypes(fmt):
+    x = random_float32(10**6, seed=11)
+    np.testing.assert_array_equal(fp8.encode(x, fmt), ml_dtypes_codes(x, fmt))
+
+
+@fmt_param
+def test_float16_input_is_rounded_from_its_own_bits(fmt):
+    x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)  # all of them
+    np.testing.assert_array_equal(fp8.encode(x, fmt), nearest_code(x, fmt))
+
+
+@fmt_param
+def test_float64_input_is_rounded_once_not_through_float32(fmt):
+    # Just below an FP8 midpoint, float64 -> float32 would land on the midpoint itself and
+    # then round to even: double rounding. (ml_dtypes does exactly that.)
+    values, _ = finite_positive_values(fmt)
+    mids = (values[:-1] + values[1:]) / 2
+    below = np.nextafter(mids, 0.0)
+    np.testing.assert_array_equal(fp8.encode(below, fmt), nearest_code(below, fmt))
+    x = np.random.default_rng(5).standard_normal(10**5) * 10.0 ** np.random.default_rng(6).integers(-8, 6, 10**5)
+    np.testing.assert_array_equal(fp8.encode(x, fmt), nearest_code(x, fmt))
+
+
+def test_bfloat16_input_is_widened_exactly():
+    x = np.linspace(-500, 500, 1001).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(fp8.encode(x, "e4m3"), fp8.encode(x.astype(np.float32), "e4m3"))
+
+
+def test_encode_keeps_the_shape():
+    x = np.ones((3, 4, 5), np.float32)
+    assert fp8.encode(x).shape == (3, 4, 5) and fp8.encode(x).dtype == np.uint8
+
+
+@pytest.mark.parametrize("bad", [np.arange(4), np.arange(4, dtype=np.uint8), np.array([True])])
+def test_encode_rejects_non_float_input_naming_the_dtype(bad):
+    with pytest.raises(TypeError, match=str(bad.dtype)):
+        fp8.encode(bad)
+
+
+# -- device functions (in a kernel: simulator or GPU) -----------------------------------------
+
+
+@cuda.jit
+def encode_decode_kernel(x, e4m3, e5m2, back4, back5):
+    start = cuda.grid(1)
+    for i in range(start, x.size, cuda.gridsize(1)):
+        e4m3[i] = fp8.encode_e4m3(x[i])
+        e5m2[i] = fp8.encode_e5m2(x[i])
+        back4[i] = fp8.decode_e4m3(e4m3[i])
+        back5[i] = fp8.decode_e5m2(e5m2[i])
+
+
+def run_device_codecs(x):
+    out = [np.zeros(x.size, np.uint8), np.zeros(x.size, np.uint8),
+           np.zeros(x.size, np.float32), np.zeros(x.size, np.float32)]
+    # The simulator runs one Python thread per CUDA thread: 64 threads striding is fastest.
+    blocks, threads = (2, 32) if tutorial.ON_SIMULATOR else (256, 256)
+    encode_decode_kernel[blocks, threads](x, *out)
+    return out
+
+
+def check_device_codecs(x):
+    e4m3, e5m2, back4, back5 = run_device_codecs(x)
+    np.testing.assert_array_equal(e4m3, fp8.encode(x, "e4m3"))
+    np.testing.assert_array_equal(e5m2, fp8.encode(x, "e5m2"))
+    np.testing.assert_array_equal(back4, fp8.decode(e4m3, "e4m3"))
+    np.testing.assert_array_equal(back5, fp8.decode(e5m2, "e5m2"))
+
+
+def test_device_codecs_on_all_codes_and_hard_cases():
+    x = np.concatenate([hard_cases(fp8.E4M3), hard_cases(fp8.E5M2),
+                        fp8.representable_values(fp8.E4M3), fp8.representable_values(fp8.E5M2)])
+    check_device_codecs(x)
+
+
+def test_device_codecs_on_a_million_random_bit_patterns():
+    check_device_codecs(random_float32(10**6, seed=12))
+
+
+@cuda.jit
+def hardware_encode_kernel(x, e4m3, e5m2):
+    start = cuda.grid(1)
+    for i in range(start, x.size, cuda.gridsize(1)):
+        e4m3[i] = fp8.encode_e4m3_hw(x[i])
+        e5m2[i] = fp8.encode_e5m2_hw(x[i])
+
+
+@pytest.mark.skipif(not fp8.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
+def test_hardware_encoder_gives_identical_codes():
+    x = np.concatenate([hard_cases(fp8.E4M3), hard_cases(fp8.E5M2), random_float32(10**6, seed=13)])
+    e4m3, e5m2 = np.zeros(x.size, np.uint8), np.zeros(x.size, np.uint8)
+    hardware_encode_kernel[256, 256](x, e4m3, e5m2)
+    np.testing.assert_array_equal(e4m3, fp8.encode(x, "e4m3"))
+    np.testing.assert_array_equal(e5m2, fp8.encode(x, "e5m2"))
+
+
+def test_hardware_encoder_is_a_clear_error_on_the_simulator():
+    if not tutorial.ON_SIMULATOR:
+        pytest.skip("simulator behaviour")
+    with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
+        fp8.encode_e4m3_hw(1.0)
