@@ -119,3 +119,16 @@ def test_console_script_doctor_json():
     report = json.loads(result.stdout)
     assert report["mode"] == ("gpu" if HAS_GPU else "sim")
     assert report["packages"]["numba-cuda"].startswith("0.30")
+
+
+def test_doctor_warns_about_numpy_2_5_on_a_gpu():
+    from tutorial.cli import known_problems
+
+    report = {"mode": "gpu", "reason": "", "gpus_seen_by_driver": 1,
+              "packages": {"numpy": "2.5.0", "numba-cuda": "0.30.4", "cuda-bindings": "13.0"}}
+    assert any("np.row_stack" in w for w in known_problems(report))
+    report["packages"]["numpy"] = "2.4.6"
+    assert known_problems(report) == []
+    report["mode"] = "sim"
+    report["packages"]["numpy"] = "2.5.0"  # the simulator never reaches np.row_stack
+    assert not any("np.row_stack" in w for w in known_problems(report))
