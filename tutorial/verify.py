@@ -24,22 +24,18 @@ from .bitcast import bits_float32
 from .device import ON_SIMULATOR
 
 
-@cuda.jit
-def _software_codes(base, e4m3, e5m2):
-    i = cuda.grid(1)
-    if i < e4m3.size:
-        x = bits_float32(base + i)
-        e4m3[i] = fp8.encode_e4m3(x)
-        e5m2[i] = fp8.encode_e5m2(x)
+def _codes_kernel(encode_e4m3, encode_e5m2):
+    """A kernel that encodes the float32 patterns base .. base + size - 1 with two encoders."""
 
+    @cuda.jit
+    def kernel(base, e4m3, e5m2):
+        i = cuda.grid(1)
+        if i < e4m3.size:
+            x = bits_float32(base + i)
+            e4m3[i] = encode_e4m3(x)
+            e5m2[i] = encode_e5m2(x)
 
-@cuda.jit
-def _hardware_codes(base, e4m3, e5m2):
-    i = cuda.grid(1)
-    if i < e4m3.size:
-        x = bits_float32(base + i)
-        e4m3[i] = fp8.encode_e4m3_hw(x)
-        e5m2[i] = fp8.encode_e5m2_hw(x)
+    return kernel
 
 
 def _reference(base: int, n: int, fmt: fp8.Format) -> np.ndarray:
@@ -61,6 +57,8 @@ def exhaustive_fp8_check(chunk_log2: int = 26, progress=print) -> dict:
     if ON_SIMULATOR:
         raise RuntimeError("verify-fp8 needs a GPU: the simulator runs one Python thread per element")
     hardware = fp8.hardware_fp8_available()
+    software_codes = _codes_kernel(fp8.encode_e4m3, fp8.encode_e5m2)
+    hardware_codes = _codes_kernel(fp8.encode_e4m3_hw, fp8.encode_e5m2_hw)
     n = 1 << chunk_log2
     buffers = [cuda.device_array(n, np.uint8) for _ in range(4)]
     counts = {f"{enc}_vs_{ref}_{fmt.name}": 0 for fmt in fp8.FORMATS.values()
@@ -72,10 +70,10 @@ def exhaustive_fp8_check(chunk_log2: int = 26, progress=print) -> dict:
     with ThreadPoolExecutor(max_workers=8) as pool:
         for base in range(0, 1 << 32, n):
             refs = [pool.submit(_reference, base, n, fmt) for fmt in (fp8.E4M3, fp8.E5M2)]
-            _software_codes[blocks, threads](base, buffers[0], buffers[1])
+            software_codes[blocks, threads](base, buffers[0], buffers[1])
             sw = [buffers[0].copy_to_host(), buffers[1].copy_to_host()]
             if hardware:
-                _hardware_codes[blocks, threads](base, buffers[2], buffers[3])
+                hardware_codes[blocks, threads](base, buffers[2], buffers[3])
                 hw = [buffers[2].copy_to_host(), buffers[3].copy_to_host()]
             for k, fmt in enumerate((fp8.E4M3, fp8.E5M2)):
                 ref = refs[k].result()
