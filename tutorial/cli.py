@@ -126,6 +126,33 @@ def doctor(args) -> int:
     return 0 if report["self_test"].startswith("ok") else 1
 
 
+def exercises(args) -> int:
+    from .chapters import find_root
+    from .exercises import stale, write_all
+
+    root = find_root()
+    if args.check:
+        old = stale(root)
+        for path in old:
+            print(f"stale: {path.relative_to(root)} (run `fp8-tutorial exercises`)")
+        return 1 if old else 0
+    for path in write_all(root):
+        print(f"wrote {path.relative_to(root)}")
+    return 0
+
+
+def grade(args) -> int:
+    from .grading import grade as run_grader
+
+    try:
+        text, _ = run_grader(args.chapter)
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:
+        print(f"fp8-tutorial grade: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def verify_fp8(args) -> int:
     from .verify import main as run_exhaustive_check
 
@@ -139,6 +166,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("doctor", help="which device mode is active and why, versions, known problems")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=doctor)
+    p = sub.add_parser("exercises", help="regenerate every chapter's exercise.py from the solutions")
+    p.add_argument("--check", action="store_true", help="only report exercise files that are stale")
+    p.set_defaults(run=exercises)
+    p = sub.add_parser("grade", help="run the graded tests against your exercise files and report")
+    p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
+    p.set_defaults(run=grade)
     p = sub.add_parser("verify-fp8", help="GPU only: compare the FP8 encoders with ml_dtypes on all 2^32 float32 patterns")
     p.add_argument("--out", help="also write the JSON result here")
     p.set_defaults(run=verify_fp8)

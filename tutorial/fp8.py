@@ -103,8 +103,10 @@ def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_cod
     if a >= (src_bias - bias + 1) << src_mbits:
         # Normal in FP8: drop `shift` mantissa bits, rounding half to even. A carry out of
         # the mantissa moves into the exponent, which is exactly the right result.
+        # BEGIN SOLUTION: drop the low `shift` bits of `a`, rounding half to even, then rebias the exponent field from src_bias to bias
         rounded = (a + (1 << (shift - 1)) - 1 + ((a >> shift) & 1)) >> shift
         return sign | (rounded - ((src_bias - bias) << mbits))
+        # END SOLUTION
     # Subnormal in FP8: the code is round(|x| / min_subnormal), computed as m >> s with the
     # source's full significand m (implicit bit included), again half to even.
     e = a >> src_mbits
@@ -116,14 +118,19 @@ def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_cod
     s = src_bias + src_mbits + 1 - bias - mbits - e
     if s > src_mbits + 1:
         return sign  # below half the smallest subnormal: rounds to (signed) zero
+    # BEGIN SOLUTION: the subnormal code is m >> s, rounded half to even, with the sign
     return sign | ((m + (1 << (s - 1)) - 1 + ((m >> s) & 1)) >> s)
+    # END SOLUTION
 
 
 def fp8_to_float32_bits(code, mbits, bias, has_inf):
     """float32 bit pattern (an int) of the value of FP8 `code`; exact, as float32 holds them all."""
     code = int(code)
-    ebits = 7 - mbits
     sign = (code & 0x80) << 24
+    if code & 0x7F == 0:
+        return sign  # +0 or -0: the sign bit alone
+    # BEGIN SOLUTION: split off the exponent and mantissa fields; handle NaN/inf, then subnormals (normalise them), then build the float32 bits
+    ebits = 7 - mbits
     e = (code >> mbits) & ((1 << ebits) - 1)
     m = code & ((1 << mbits) - 1)
     if e == (1 << ebits) - 1:
@@ -133,15 +140,14 @@ def fp8_to_float32_bits(code, mbits, bias, has_inf):
             return sign | 0x7FC00000
         if m == (1 << mbits) - 1:  # E4M3fn: only S.1111.111 is NaN
             return sign | 0x7FC00000
-    if e == 0:
-        if m == 0:
-            return sign
+    if e == 0:  # subnormal (zero was handled above): shift until the implicit bit shows
         e = 1
-        while (m >> mbits) == 0:  # normalise a subnormal: shift until the implicit bit shows
+        while (m >> mbits) == 0:
             m = m << 1
             e -= 1
         m = m & ((1 << mbits) - 1)
     return sign | ((e - bias + 127) << 23) | (m << (23 - mbits))
+    # END SOLUTION
 
 
 def _float32_bits_of(value: float) -> int:
