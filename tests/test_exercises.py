@@ -9,7 +9,7 @@ import pytest
 
 from tutorial import grading
 from tutorial.chapters import CHAPTERS
-from tutorial.exercises import NOT_ATTEMPTED, stale, stub_solutions
+from tutorial.exercises import NOT_ATTEMPTED, stale, stub_solutions, untouched
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +36,15 @@ def test_a_marked_region_becomes_a_todo_with_a_length_hint():
     assert "x + 1" not in stub
 
 
+def test_an_edited_stub_no_longer_counts_as_not_attempted(tmp_path):
+    source = "def f(x):\n    # BEGIN SOLUTION: one\n    return x\n    # END SOLUTION\n"
+    path = tmp_path / "exercise.py"
+    path.write_text(stub_solutions(source))
+    assert untouched(path) == {"f"}
+    path.write_text(path.read_text().replace('    raise NotImplementedError("f: not yet attempted")', "    return 2 * x"))
+    assert untouched(path) == set()
+
+
 @pytest.mark.parametrize("source", ["    # BEGIN SOLUTION\n    x = 1\n", "    x = 1\n    # END SOLUTION\n"])
 def test_unbalanced_markers_are_errors(source):
     with pytest.raises(ValueError, match="SOLUTION"):
@@ -50,7 +59,8 @@ def test_every_chapter_with_an_exercise_has_graded_tests_that_all_fail_on_the_st
         assert ch.exercise_path(ROOT).exists()
     passed = [nodeid for nodeid, r in results.items() if r["outcome"] == "passed"]
     assert passed == [], f"graded tests that pass on the untouched stubs: {passed}"
-    summary = grading.summarize(results)
+    untouched_stubs = set().union(*(untouched(ch.exercise_path(ROOT)) for ch in CHAPTERS))
+    summary = grading.summarize(results, untouched_stubs)
     assert all(e["status"] == "not yet attempted" for e in summary.values()), summary
     assert exercises == set(summary)
 
@@ -90,3 +100,32 @@ def test_wrong_shape_and_dtype_are_named():
         grading.assert_array_matches(np.zeros(3), np.zeros(2))
     with pytest.raises(AssertionError, match="wrong dtype float64, expected uint8"):
         grading.assert_array_matches(np.zeros(2), np.zeros(2, np.uint8))
+
+
+def test_grader_survives_an_endless_loop_and_reports_it(tmp_path):
+    """A learner's decoder that never returns: that test is stopped, the others still run."""
+    import shutil
+
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    ch = CHAPTERS[0]
+    ch.exercise_path(root).parent.mkdir(parents=True)
+    text = ch.exercise_path(ROOT).read_text()
+    endless = "    n = 0\n    while n >= 0:\n        n = (n + 1) % 7\n    return sign\n"
+    text = text.replace(f'    raise NotImplementedError("fp8_to_float32_bits: {NOT_ATTEMPTED}")\n', endless)
+    ch.exercise_path(root).write_text(text)
+    env_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = env_path
+    try:
+        results = grading.run_graded_tests(ch, root, timeout_s=5)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    summary = grading.summarize(results, untouched(ch.exercise_path(root)))
+    assert summary["fp8_to_float32_bits"]["status"] == "failed"
+    assert "stopped after 5 s" in summary["fp8_to_float32_bits"]["first_failure"]
+    assert summary["round_bits_to_fp8"]["status"] == "not yet attempted"
+    assert len(results) == len(grading.run_graded_tests(ch, ROOT, impl="solution"))

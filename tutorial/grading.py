@@ -20,12 +20,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .chapters import CHAPTERS, Chapter, chapter
-from .exercises import NOT_ATTEMPTED
+from .exercises import NOT_ATTEMPTED, untouched
 
 IMPLEMENTATIONS = ("solution", "exercise")
 _impl = "solution"
@@ -104,73 +105,130 @@ def assert_array_matches(got, want, *, inputs=None, what="result") -> None:
 
 
 class ReportPlugin:
-    """Collects, for every graded test, its exercise, outcome and message, into a JSON file."""
+    """Writes, after every graded test, its exercise, outcome and message to a JSON file, and
+    which test is running: if a learner's code hangs or crashes the process, the grader still
+    knows what happened to every test before it, and which one never finished."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, done: set[str]):
+        self.path = Path(path)
+        self.done = done  # tests finished in an earlier process: not run again
         self.exercise_of: dict[str, str] = {}
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, dict] = json.loads(self.path.read_text())["results"] if self.path.exists() else {}
+        self.running: dict | None = None  # {"nodeid", "exercise"} of the test under way
 
-    def pytest_collection_modifyitems(self, items):
+    def _write(self):
+        partial = self.path.with_suffix(".partial")  # the grader reads this file while we run
+        partial.write_text(json.dumps({"results": self.results, "running": self.running}, indent=1))
+        os.replace(partial, self.path)
+
+    def pytest_collection_modifyitems(self, config, items):
+        keep = [item for item in items if item.nodeid not in self.done]
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in self.done])
+        items[:] = keep
         for item in items:
             mark = item.get_closest_marker("graded")
             if mark and mark.args:
                 self.exercise_of[item.nodeid] = mark.args[0]
 
+    def pytest_runtest_logstart(self, nodeid, location):
+        if nodeid in self.exercise_of:
+            self.running = {"nodeid": nodeid, "exercise": self.exercise_of[nodeid], "started": time.time()}
+            self._write()
+
     def pytest_runtest_logreport(self, report):
-        if report.nodeid not in self.exercise_of:
+        if report.nodeid not in self.exercise_of or (report.when != "call" and report.passed):
             return
-        if report.when != "call" and report.passed:
-            return
-        message = ""
-        if report.failed:
-            message = str(getattr(report.longrepr, "reprcrash", None) and report.longrepr.reprcrash.message
-                          or report.longrepr)
         entry = self.results.get(report.nodeid)
         if entry and entry["outcome"] == "failed":
-            return  # keep the first failure (call before teardown)
+            return  # keep the first failure (a call's, rather than its teardown's)
+        message = ""
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = crash.message if crash else str(report.longrepr)
         self.results[report.nodeid] = {"exercise": self.exercise_of[report.nodeid],
                                        "outcome": report.outcome, "message": message}
+        self.running = None
+        self._write()
 
     def pytest_sessionfinish(self, session):
-        Path(self.path).write_text(json.dumps(self.results, indent=1))
+        self._write()
 
 
 def pytest_configure(config):  # used when this module is loaded with `-p tutorial.grading`
     path = os.environ.get("TUTORIAL_GRADE_REPORT")
     if path:
-        config.pluginmanager.register(ReportPlugin(path), "tutorial-grade-report")
+        done = set(json.loads(Path(path).read_text())["results"]) if Path(path).exists() else set()
+        config.pluginmanager.register(ReportPlugin(path, done), "tutorial-grade-report")
 
 
 # -- the grader -------------------------------------------------------------------------------
 
 
-def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", timeout_s: int = 120) -> dict:
-    """Run the graded tests in a fresh process; return {nodeid: {exercise, outcome, message}}."""
+def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", timeout_s: float = 120,
+                     max_restarts: int = 50) -> dict:
+    """Run the graded tests in fresh processes; return {nodeid: {exercise, outcome, message}}.
+
+    The grader watches the clock itself: a learner's endless loop in compiled code holds the
+    GIL, so no timer inside the test process could interrupt it. A test that runs longer than
+    `timeout_s`, or crashes the process, is recorded as failed, and a new process carries on
+    with the tests after it.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         env = dict(os.environ, TUTORIAL_GRADE_REPORT=str(report))
         cmd = [sys.executable, "-m", "pytest", str(root / "tests"), "-q", "-p", "no:cacheprovider",
-               "-p", "tutorial.grading", f"--impl={impl}", "-m", "graded", f"--timeout={timeout_s}",
-               "--rootdir", str(root), "-o", "addopts="]
+               "-p", "tutorial.grading", f"--impl={impl}", "-m", "graded", "--rootdir", str(root),
+               "-o", "addopts=", "-p", "no:timeout"]
         if ch is not None:
             cmd += ["--chapter", ch.number]
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-        if not report.exists():
-            raise RuntimeError(f"the test run ended before reporting (exit {proc.returncode}):\n"
-                               + (proc.stdout + proc.stderr)[-3000:])
-        return json.loads(report.read_text())
+        for _ in range(max_restarts):
+            code, output = _run_watched(cmd, root, env, report, timeout_s)
+            if not report.exists():
+                raise RuntimeError(f"the test run ended before running any graded test (exit {code}):\n"
+                                   + output[-3000:])
+            state = json.loads(report.read_text())
+            if state["running"] is None:
+                return state["results"]
+            why = (f"stopped after {timeout_s:g} s: an endless loop?" if code is None else
+                   f"the test process crashed (exit code {code})")
+            state["results"][state["running"]["nodeid"]] = {
+                "exercise": state["running"]["exercise"], "outcome": "failed", "message": why}
+            state["running"] = None
+            report.write_text(json.dumps(state))
+        raise RuntimeError(f"gave up after {max_restarts} restarts of the test process")
 
 
-def summarize(results: dict) -> dict[str, dict]:
-    """Per exercise: counts, a status, and the first failure's message."""
+def _run_watched(cmd, cwd, env, report: Path, timeout_s: float):
+    """Run `cmd`; kill it when one test has run for `timeout_s`. Returns (exit code or None, output)."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        while proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                running = json.loads(report.read_text())["running"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                continue  # not started yet, or caught mid-write
+            if running and time.time() - running["started"] > timeout_s:
+                proc.kill()
+                proc.wait()
+                log.seek(0)
+                return None, log.read()
+        log.seek(0)
+        return proc.returncode, log.read()
+
+
+def summarize(results: dict, not_attempted: set[str] = frozenset()) -> dict[str, dict]:
+    """Per exercise: counts, a status, and the first failure's message.
+
+    `not_attempted`: the exercises whose stubs are untouched in the learner's file.
+    """
     exercises: dict[str, dict] = {}
     for nodeid, r in results.items():
         e = exercises.setdefault(r["exercise"], {"passed": 0, "failed": 0, "not_attempted": 0, "first_failure": None})
         if r["outcome"] == "passed":
             e["passed"] += 1
             continue
-        if NOT_ATTEMPTED in r["message"]:
+        if r["exercise"] in not_attempted or NOT_ATTEMPTED in r["message"]:
             e["not_attempted"] += 1
         else:
             e["failed"] += 1
@@ -200,5 +258,7 @@ def grade(key: str | None = None, root: Path | None = None) -> tuple[str, dict]:
 
     root = Path(root) if root else find_root()
     ch = chapter(key) if key else None
-    exercises = summarize(run_graded_tests(ch, root))
+    not_attempted = set().union(*(untouched(c.exercise_path(root)) for c in ([ch] if ch else CHAPTERS)
+                                  if c.exercise_path(root).exists()))
+    exercises = summarize(run_graded_tests(ch, root), not_attempted)
     return format_report(exercises), exercises
