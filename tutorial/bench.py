@@ -73,7 +73,7 @@ class SimulatorTimingError(RuntimeError):
     """A timing function was called on Numba's CUDA simulator."""
 
 
-def _refuse_on_simulator(what: str) -> None:
+def refuse_on_simulator(what: str) -> None:
     # Read at call time (not import time) so the check follows the mode actually in force.
     if _device.ON_SIMULATOR:
         raise SimulatorTimingError(
@@ -162,7 +162,7 @@ def time_cuda(fn: Callable, *, warmup: int = 5, repeats: int = 50,
         raise ValueError(f"repeats={repeats}: use at least {MIN_REPEATS} for a stable median")
     if rotate is not None and len(rotate) == 0:
         raise ValueError("rotate must hold at least one argument tuple")
-    _refuse_on_simulator("time_cuda")
+    refuse_on_simulator("time_cuda")
     args = (lambda i: rotate[i % len(rotate)]) if rotate else (lambda i: ())
     flush = flush_l2 and not rotate  # rotating inputs already defeats the cache
     for i in range(warmup):
@@ -181,7 +181,7 @@ def time_cuda(fn: Callable, *, warmup: int = 5, repeats: int = 50,
 
 def launch_overhead_us(repeats: int = 200, batches: int = 7) -> float:
     """Host-side microseconds to launch one empty kernel (median over ``batches`` batches)."""
-    _refuse_on_simulator("launch_overhead_us")
+    refuse_on_simulator("launch_overhead_us")
     for _ in range(10):  # compile and settle
         _empty[1, 1]()
     cuda.synchronize()
@@ -200,7 +200,7 @@ _measure_launch_overhead = launch_overhead_us  # record_results has a keyword of
 
 def copy_bandwidth_tbps(nbytes: int = 1 << 30, *, repeats: int = 50) -> float:
     """Device-to-device copy bandwidth (bytes read + written), the roofline for memory-bound work."""
-    _refuse_on_simulator("copy_bandwidth_tbps")
+    refuse_on_simulator("copy_bandwidth_tbps")
     src = cuda.device_array(nbytes, dtype=np.uint8)
     dst = cuda.device_array(nbytes, dtype=np.uint8)
     # A copy of 1 GiB or more leaves nothing useful in L2; flush only for smaller ones.
@@ -245,7 +245,7 @@ def time_peer(name: str, build: Callable, **time_kw) -> Timing:
     ``build(module)`` receives the imported peer (torch or cupy), allocates its inputs and
     returns the zero-argument callable to time - so nothing peer-specific runs unless it exists.
     """
-    _refuse_on_simulator(f"time_peer({name!r})")
+    refuse_on_simulator(f"time_peer({name!r})")
     reason = peer_missing_reason(name)
     if reason:
         raise RuntimeError(reason)
@@ -278,7 +278,7 @@ def skipped_row(label: str, *, shape, reason: str, peer: str | None = None) -> d
 def bench_peer(label: str, name: str, build: Callable, *, shape, nbytes=None, flops=None,
                **time_kw) -> dict:
     """Time a peer into a row, or return a skipped row when the peer is not usable here."""
-    _refuse_on_simulator(f"bench_peer({name!r})")
+    refuse_on_simulator(f"bench_peer({name!r})")
     reason = peer_missing_reason(name)
     if reason:
         return skipped_row(label, shape=shape, reason=reason, peer=name)

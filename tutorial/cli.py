@@ -153,6 +153,26 @@ def grade(args) -> int:
     return 0
 
 
+def demo(args) -> int:
+    from .demo import run
+
+    return run(args.out)
+
+
+def bench_command(args) -> int:
+    from .bench import SimulatorTimingError
+    from .sweeps import run
+
+    try:
+        paths = run(args.chapter)
+    except (SimulatorTimingError, ValueError) as exc:
+        print(f"fp8-tutorial: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path} and {path.with_suffix('.png').name}")
+    return 0
+
+
 def verify_fp8(args) -> int:
     from .verify import main as run_exhaustive_check
 
@@ -166,6 +186,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("doctor", help="which device mode is active and why, versions, known problems")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=doctor)
+    p = sub.add_parser("demo", help="run every chapter, check each kernel, print a summary, write figures")
+    p.add_argument("--out", default="fp8-tutorial-demo", help="folder for the figures (default: %(default)s)")
+    p.set_defaults(run=demo)
+    p = sub.add_parser("bench", help="GPU only: a chapter's benchmark sweep, recorded as JSON and PNG under results/")
+    p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
+    p.set_defaults(run=bench_command)
     p = sub.add_parser("exercises", help="regenerate every chapter's exercise.py from the solutions")
     p.add_argument("--check", action="store_true", help="only report exercise files that are stale")
     p.set_defaults(run=exercises)

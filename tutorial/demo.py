@@ -1,0 +1,120 @@
+"""`fp8-tutorial demo`: run every chapter that exists, check each kernel against its
+reference, print a summary, and write the figures into one folder.
+
+On the simulator the kernels run at small sizes and no time is measured; throughput figures
+come from the recorded GPU results, labelled as recorded. On a GPU the demo also times the
+kernels (a short sweep; `fp8-tutorial bench` runs the full one).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numba import cuda
+
+from . import ON_SIMULATOR, SELECTION, bench, fp8, plotting
+
+
+@dataclass
+class ChapterResult:
+    chapter: str
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, detail)
+    table: list[dict] = field(default_factory=list)  # rows of the chapter's summary table
+    figures: list[Path] = field(default_factory=list)
+
+
+@cuda.jit
+def _roundtrip_kernel(x, e4m3, e5m2, back4, back5):
+    start = cuda.grid(1)
+    for i in range(start, x.size, cuda.gridsize(1)):
+        e4m3[i] = fp8.encode_e4m3(x[i])
+        e5m2[i] = fp8.encode_e5m2(x[i])
+        back4[i] = fp8.decode_e4m3(e4m3[i])
+        back5[i] = fp8.decode_e5m2(e5m2[i])
+
+
+def _sample(n: int, rng) -> np.ndarray:
+    """Magnitudes spread log-uniformly over 2^-20 .. 2^10, random signs: every regime of E4M3."""
+    mags = 2.0 ** rng.uniform(-20, 10, n)
+    return (mags * rng.choice([-1.0, 1.0], n)).astype(np.float32)
+
+
+def chapter00(out: Path) -> ChapterResult:
+    result = ChapterResult("00 FP8 formats")
+    rng = np.random.default_rng(0)
+    n = 4096 if ON_SIMULATOR else 1 << 22
+    x = _sample(n, rng)
+    outs = [np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(n, np.float32), np.zeros(n, np.float32)]
+    _roundtrip_kernel[(2, 64) if ON_SIMULATOR else (1024, 256)](x, *outs)
+    for k, fmt in enumerate((fp8.E4M3, fp8.E5M2)):
+        same = np.array_equal(outs[k], fp8.encode(x, fmt)) and np.array_equal(outs[k + 2], fp8.decode(outs[k], fmt))
+        result.checks.append((f"encode/decode_{fmt.name} kernel == host codec ({n} values)", same, ""))
+    errors = {}
+    for k, fmt in enumerate((fp8.E4M3, fp8.E5M2)):
+        back = outs[k + 2].astype(np.float64)
+        normal = (np.abs(x) >= fmt.min_normal) & (np.abs(x) <= fmt.max)
+        rel = np.abs(back - x) / np.abs(x)
+        errors[str(fmt)] = rel[normal]
+        result.table.append({
+            "format": str(fmt),
+            "normal range": f"{fmt.min_normal:.3g} .. {fmt.max:g}",
+            "max rel. error (normals)": f"{rel[normal].max():.4f}",
+            "mean rel. error (normals)": f"{rel[normal].mean():.4f}",
+            "inputs flushed to 0": f"{np.mean(back == 0):.1%}",
+        })
+    fig = plotting.error_histogram(errors, title="FP8 round trip: relative error of values in the normal range",
+                                   xlabel="relative error |decode(encode(x)) - x| / |x|")
+    result.figures.append(plotting.save(fig, out / "ch00_roundtrip_error.png"))
+    result.figures += _encode_throughput(out)
+    return result
+
+
+def _encode_throughput(out: Path) -> list[Path]:
+    if not ON_SIMULATOR:
+        from .sweeps import chapter00_encode
+
+        path = chapter00_encode(sizes=[1 << 24, 1 << 26], repeats=20, out_dir=out)
+        return [path.with_suffix(".png")]
+    recorded = sorted(bench.results_root().glob("*/ch00_encode.json"))
+    if not recorded:
+        return []
+    fig = plotting.throughput_plot(bench.load_results(recorded[-1]), recorded=True)
+    return [plotting.save(fig, out / "ch00_encode_recorded.png")]
+
+
+CHAPTER_DEMOS = [chapter00]
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print("  " + "  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  " + "  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
+
+
+def run(out: Path) -> int:
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    where = "GPU" if not ON_SIMULATOR else "CUDA simulator (small sizes, no timings)"
+    print(f"fp8-tutorial demo on the {where}: {SELECTION.reason}\n")
+    failures = 0
+    for demo in CHAPTER_DEMOS:
+        start = time.time()
+        result = demo(out)
+        print(f"== {result.chapter} ({time.time() - start:.1f} s)")
+        for what, ok, detail in result.checks:
+            failures += not ok
+            print(f"  [{'ok' if ok else 'FAILED'}] {what}{': ' + detail if detail else ''}")
+        _print_table(result.table)
+        for path in result.figures:
+            print(f"  figure: {path.relative_to(out)}")
+        print()
+    print(f"figures written to {out}")
+    print("all checks passed" if failures == 0 else f"{failures} check(s) FAILED")
+    return 0 if failures == 0 else 1

@@ -1,0 +1,91 @@
+"""Each chapter's benchmark sweep, run by ``fp8-tutorial bench [chapter]`` on a GPU.
+
+A sweep times its kernels (and the peers, when installed) over sizes, writes
+``results/<device>/<name>.json`` and a PNG plot beside it, and prints progress as it goes.
+
+Chapter 00: encoding float32 to E4M3 codes, software encoder vs the hardware conversion vs
+torch's cast, one element per thread. Counted bytes: 4 read + 1 written per element.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from numba import cuda
+
+from . import bench, fp8, plotting
+
+THREADS = 256  # a multiple of the warp size; the kernels are one element per thread
+
+
+@cuda.jit
+def encode_e4m3_software(x, codes):
+    i = cuda.grid(1)
+    if i < x.size:
+        codes[i] = fp8.encode_e4m3(x[i])
+
+
+@cuda.jit
+def encode_e4m3_hardware(x, codes):
+    i = cuda.grid(1)
+    if i < x.size:
+        codes[i] = fp8.encode_e4m3_hw(x[i])
+
+
+def _progress(step: int, total: int, text: str) -> None:
+    width = 24
+    filled = width * step // total
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{total} {text:<50}", end="", file=sys.stderr, flush=True)
+    if step == total:
+        print(file=sys.stderr)
+
+
+def _torch_cast(n: int):
+    def build(torch):
+        x = torch.randn(n, device="cuda", dtype=torch.float32) * 100
+        return lambda: x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn)  # saturate, as ours does
+    return build
+
+
+def chapter00_encode(sizes=None, repeats: int = 50, out_dir=None) -> Path:
+    """Throughput of float32 -> E4M3 encoding over sizes (elements); returns the JSON path."""
+    sizes = sizes or [1 << k for k in range(20, 29, 2)]
+    rng = np.random.default_rng(0)
+    kernels = [("software encoder", encode_e4m3_software)]
+    if fp8.hardware_fp8_available():
+        kernels.append(("hardware cvt.rn.satfinite", encode_e4m3_hardware))
+    rows, total, step = [], len(sizes) * (len(kernels) + 1), 0
+    for n in sizes:
+        x = cuda.to_device((rng.standard_normal(n) * 100).astype(np.float32))
+        codes = cuda.device_array(n, np.uint8)
+        blocks = math.ceil(n / THREADS)
+        nbytes = bench.quant_bytes(n, 4)
+        for label, kernel in kernels:
+            step += 1
+            _progress(step, total, f"{label}, {n} elements")
+            timing = bench.time_cuda(lambda: kernel[blocks, THREADS](x, codes), repeats=repeats)
+            rows.append(bench.make_row(label, timing, shape=[n], nbytes=nbytes))
+        step += 1
+        _progress(step, total, f"torch cast, {n} elements")
+        rows.append(bench.bench_peer("torch .to(float8_e4m3fn)", "torch", _torch_cast(n), shape=[n],
+                                     nbytes=nbytes, repeats=repeats))
+    path = bench.record_results("ch00_encode", rows, shapes=[[n] for n in sizes], out_dir=out_dir)
+    fig = plotting.throughput_plot(bench.load_results(path), x="bytes", y="tbps")
+    plotting.save(fig, path.with_suffix(".png"))
+    return path
+
+
+SWEEPS = {"00": chapter00_encode}
+
+
+def run(chapter: str | None = None) -> list[Path]:
+    """Run one chapter's sweep, or every chapter's."""
+    bench.refuse_on_simulator("bench")
+    keys = [chapter.zfill(2)] if chapter else list(SWEEPS)
+    unknown = [k for k in keys if k not in SWEEPS]
+    if unknown:
+        raise ValueError(f"no benchmark for chapter {unknown[0]}; chapters with one: {', '.join(SWEEPS)}")
+    return [SWEEPS[k]() for k in keys]
