@@ -72,6 +72,7 @@ def chapter00_encode(sizes=None, repeats: int = 50, out_dir=None) -> Path:
         _progress(step, total, f"torch cast, {n} elements")
         rows.append(bench.bench_peer("torch .to(float8_e4m3fn)", "torch", _torch_cast(n), shape=[n],
                                      nbytes=nbytes, repeats=repeats))
+        rows.append(bench.skipped_row("cupy", shape=[n], peer="cupy", reason="cupy has no FP8 dtype"))
     path = bench.record_results("ch00_encode", rows, shapes=[[n] for n in sizes], out_dir=out_dir)
     fig = plotting.throughput_plot(bench.load_results(path), x="bytes", y="tbps")
     plotting.save(fig, path.with_suffix(".png"))
