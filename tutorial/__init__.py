@@ -6,6 +6,8 @@ GPU when there is one, else Numba's CUDA simulator, which it teaches warp shuffl
 
 from .device import MODE, ON_SIMULATOR, SELECTION  # noqa: F401  (must run before numba.cuda)
 from . import fp8  # noqa: E402
+from .reduction import absmax, absmax_blocks, absmax_rows, block_max, warp_max  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["MODE", "ON_SIMULATOR", "SELECTION", "fp8", "__version__"]
+__all__ = ["MODE", "ON_SIMULATOR", "SELECTION", "fp8", "absmax", "absmax_rows", "absmax_blocks",
+           "warp_max", "block_max", "__version__"]

@@ -22,6 +22,7 @@ class Chapter:
 
 CHAPTERS = [
     Chapter("00", "00_fp8_formats", "FP8 formats", "tutorial.fp8"),
+    Chapter("01", "01_warp_reduction", "Warp-shuffle max reduction", "tutorial.reduction"),
 ]
 
 

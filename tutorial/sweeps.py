@@ -79,7 +79,67 @@ def chapter00_encode(sizes=None, repeats: int = 50, out_dir=None) -> Path:
     return path
 
 
-SWEEPS = {"00": chapter00_encode}
+def _random_device(shape, rng):
+    return cuda.to_device((rng.standard_normal(shape) * 10).astype(np.float32))
+
+
+def _torch_inf_norm(x):
+    def build(torch):
+        t = torch.as_tensor(x, device="cuda")  # zero-copy, through __cuda_array_interface__
+        return lambda: torch.linalg.vector_norm(t, float("inf"))
+    return build
+
+
+def _cupy_absmax(x):
+    def build(cupy):
+        a = cupy.asarray(x)  # zero-copy
+        return lambda: cupy.abs(a).max()
+    return build
+
+
+def chapter01_absmax(sizes=None, repeats: int = 50, out_dir=None) -> Path:
+    """absmax over 1 MiB .. 1 GiB of float32 (4 bytes read per element), then absmax_blocks
+    (1, 128) and (128, 128) on 32768x4096; torch and cupy as peers. What is timed: our two
+    launches (partials, then one block), inputs and outputs already on the device."""
+    from . import reduction
+
+    sizes = sizes or [1 << k for k in range(18, 29, 2)]
+    rng = np.random.default_rng(1)
+    rows, total, step = [], len(sizes) * 3 + 3, 0
+    for n in sizes:
+        x = _random_device(n, rng)
+        partials = cuda.device_array(reduction._grid_blocks(n, reduction.THREADS * reduction.UNROLL), np.float32)
+        out = cuda.device_array(1, np.float32)
+        nbytes = bench.absmax_bytes(n, 4)
+        step += 1
+        _progress(step, total, f"absmax, {n} elements")
+        timing = bench.time_cuda(lambda: reduction.absmax_into(x, partials, out), repeats=repeats)
+        rows.append(bench.make_row("absmax (ours)", timing, shape=[n], nbytes=nbytes))
+        assert out.copy_to_host()[0] == np.max(np.abs(x.copy_to_host()))  # timed the right thing
+        step += 1
+        _progress(step, total, f"torch vector_norm(inf), {n} elements")
+        rows.append(bench.bench_peer("torch.linalg.vector_norm(x, inf)", "torch", _torch_inf_norm(x),
+                                     shape=[n], nbytes=nbytes, repeats=repeats))
+        step += 1
+        _progress(step, total, f"cupy abs().max(), {n} elements")
+        rows.append(bench.bench_peer("cupy.abs(x).max()", "cupy", _cupy_absmax(x),
+                                     shape=[n], nbytes=nbytes, repeats=repeats))
+    m, k = 32768, 4096
+    x = _random_device((m, k), rng)
+    for bm, bn in [(1, 128), (128, 128), (1, k)]:
+        step += 1
+        label = "absmax_rows" if bn == k else f"absmax_blocks ({bm}, {bn})"
+        _progress(step, total, f"{label}, {m}x{k}")
+        out = cuda.device_array((-(-m // bm), -(-k // bn)), np.float32)
+        timing = bench.time_cuda(lambda: reduction.absmax_blocks_into(x, bm, bn, out), repeats=repeats)
+        rows.append(bench.make_row(label, timing, shape=[m, k], nbytes=m * k * 4 + out.size * 4))
+    path = bench.record_results("ch01_absmax", rows, shapes=[[n] for n in sizes] + [[m, k]], out_dir=out_dir)
+    fig = plotting.throughput_plot(bench.load_results(path), x="bytes", y="tbps")
+    plotting.save(fig, path.with_suffix(".png"))
+    return path
+
+
+SWEEPS = {"00": chapter00_encode, "01": chapter01_absmax}
 
 
 def run(chapter: str | None = None) -> list[Path]:
