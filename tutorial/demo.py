@@ -68,24 +68,46 @@ def chapter00(out: Path) -> ChapterResult:
     fig = plotting.error_histogram(errors, title="FP8 round trip: relative error of values in the normal range",
                                    xlabel="relative error |decode(encode(x)) - x| / |x|")
     result.figures.append(plotting.save(fig, out / "ch00_roundtrip_error.png"))
-    result.figures += _encode_throughput(out)
+    result.figures += _recorded_or_measured(out, "ch00_encode", "00")
     return result
 
 
-def _encode_throughput(out: Path) -> list[Path]:
-    if not ON_SIMULATOR:
-        from .sweeps import chapter00_encode
+def chapter01(out: Path) -> ChapterResult:
+    from . import reduction
 
-        path = chapter00_encode(sizes=[1 << 24, 1 << 26], repeats=20, out_dir=out)
+    result = ChapterResult("01 warp reduction")
+    rng = np.random.default_rng(1)
+    n, (m, k) = (5000, (12, 512)) if ON_SIMULATOR else (1 << 26, (8192, 4096))
+    x = rng.standard_normal(n).astype(np.float32)
+    x[-1] = -1e30  # the extreme value in the very last element
+    result.checks.append((f"absmax, {n} float32, largest last", reduction.absmax(x) == np.float32(1e30), ""))
+    x[n // 3] = np.nan
+    result.checks.append(("absmax with one NaN is NaN", bool(np.isnan(reduction.absmax(x))), ""))
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    for block in [(1, 128), (128, 128) if not ON_SIMULATOR else (4, 128)]:
+        got = reduction.absmax_blocks(a, block)
+        want = np.abs(a).reshape(m // block[0], block[0], k // block[1], block[1]).max(axis=(1, 3))
+        result.checks.append((f"absmax_blocks {block} on {m}x{k}", np.array_equal(got, want), ""))
+    result.figures += _recorded_or_measured(out, "ch01_absmax", "01")
+    return result
+
+
+def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
+    """On a GPU: the chapter's sweep, measured now, into `out`. On the simulator: the
+    recorded results, labelled as recorded."""
+    if not ON_SIMULATOR:
+        from .sweeps import SWEEPS
+
+        path = SWEEPS[chapter](repeats=20, out_dir=out)
         return [path.with_suffix(".png")]
-    recorded = sorted(bench.results_root().glob("*/ch00_encode.json"))
+    recorded = sorted(bench.results_root().glob(f"*/{name}.json"))
     if not recorded:
         return []
     fig = plotting.throughput_plot(bench.load_results(recorded[-1]), recorded=True)
-    return [plotting.save(fig, out / "ch00_encode_recorded.png")]
+    return [plotting.save(fig, out / f"{name}_recorded.png")]
 
 
-CHAPTER_DEMOS = [chapter00]
+CHAPTER_DEMOS = [chapter00, chapter01]
 
 
 def _print_table(rows: list[dict]) -> None:
