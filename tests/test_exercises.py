@@ -93,6 +93,32 @@ def test_a_wrong_answer_is_reported_with_the_first_wrong_element(tmp_path):
     assert "expected 0x38, got 0x39" in message and "1.0 (float32 bits 0x3f800000)" in message
 
 
+def test_an_exercise_that_does_not_import_fails_only_its_own_tests(tmp_path):
+    import shutil
+
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for ch in CHAPTERS:
+        ch.exercise_path(root).parent.mkdir(parents=True)
+        shutil.copy(ch.exercise_path(ROOT), ch.exercise_path(root))
+    broken = CHAPTERS[0].exercise_path(root)
+    broken.write_text(broken.read_text() + "\ndef oops(:\n")
+    env_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = env_path
+    try:
+        results = grading.run_graded_tests(None, root)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    broken_file = [r for nodeid, r in results.items() if nodeid.endswith("test_fp8.py")]
+    assert broken_file and "could not import" in broken_file[0]["message"]
+    assert "SyntaxError" in broken_file[0]["message"]
+    assert any(r["exercise"] == "warp_max" for r in results.values())  # chapter 01 is still graded
+
+
 def test_wrong_shape_and_dtype_are_named():
     import numpy as np
 

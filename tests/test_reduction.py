@@ -94,7 +94,7 @@ def kernel_absmax(x):
     d = cuda.to_device(np.ascontiguousarray(x).reshape(-1))
     partials = cuda.device_array(3, np.float32)
     counter = cuda.to_device(np.zeros(1, np.int32))
-    out = cuda.device_array(1, np.float32)
+    out = cuda.to_device(np.full(1, -1.0, np.float32))  # poisoned: a kernel that writes nothing fails
     red.absmax_kernel[3, red.THREADS](d, partials, counter, out)
     assert counter.copy_to_host()[0] == 0, "the counter must be back at 0 for the next launch"
     return out.copy_to_host()[0]

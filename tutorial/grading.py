@@ -54,12 +54,25 @@ def load(module_name: str):
         from .chapters import find_root
 
         path = ch.exercise_path(_root or find_root())
-        spec = importlib.util.spec_from_file_location(f"exercise_{ch.slug}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # numba looks functions' modules up here
-        spec.loader.exec_module(module)
+        try:
+            spec = importlib.util.spec_from_file_location(f"exercise_{ch.slug}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # numba looks functions' modules up here
+            spec.loader.exec_module(module)
+        except Exception as exc:  # a learner's syntax error must fail that chapter's tests only
+            module = _Unloadable(path, exc)
         _loaded[module_name] = module
     return _loaded[module_name]
+
+
+class _Unloadable:
+    """Stands in for an exercise file that cannot be imported: every use says why."""
+
+    def __init__(self, path, error):
+        self._message = f"could not import {path}: {type(error).__name__}: {error}"
+
+    def __getattr__(self, name):
+        raise RuntimeError(self._message)
 
 
 # -- messages a learner can act on --------------------------------------------------------
@@ -116,9 +129,10 @@ class ReportPlugin:
         self.results: dict[str, dict] = json.loads(self.path.read_text())["results"] if self.path.exists() else {}
         self.running: dict | None = None  # {"nodeid", "exercise"} of the test under way
 
-    def _write(self):
+    def _write(self, finished: bool = False):
         partial = self.path.with_suffix(".partial")  # the grader reads this file while we run
-        partial.write_text(json.dumps({"results": self.results, "running": self.running}, indent=1))
+        state = {"results": self.results, "running": self.running, "finished": finished}
+        partial.write_text(json.dumps(state, indent=1))
         os.replace(partial, self.path)
 
     def pytest_collection_modifyitems(self, config, items):
@@ -129,6 +143,15 @@ class ReportPlugin:
             mark = item.get_closest_marker("graded")
             if mark and mark.args:
                 self.exercise_of[item.nodeid] = mark.args[0]
+
+    def pytest_collectreport(self, report):
+        """A test file that cannot even be collected (its exercise does not import) is one
+        failure, named for the file, so that the other chapters are still graded."""
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            self.results[report.nodeid] = {"exercise": f"(importing {report.nodeid})", "outcome": "failed",
+                                           "message": crash.message if crash else str(report.longrepr)[-2000:]}
+            self._write()
 
     def pytest_runtest_logstart(self, nodeid, location):
         if nodeid in self.exercise_of:
@@ -151,7 +174,8 @@ class ReportPlugin:
         self._write()
 
     def pytest_sessionfinish(self, session):
-        self._write()
+        self.running = None
+        self._write(finished=True)
 
 
 def pytest_configure(config):  # used when this module is loaded with `-p tutorial.grading`
@@ -178,7 +202,7 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
         env = dict(os.environ, TUTORIAL_GRADE_REPORT=str(report))
         cmd = [sys.executable, "-m", "pytest", str(root / "tests"), "-q", "-p", "no:cacheprovider",
                "-p", "tutorial.grading", f"--impl={impl}", "-m", "graded", "--rootdir", str(root),
-               "-o", "addopts=", "-p", "no:timeout"]
+               "-o", "addopts=", "-p", "no:timeout", "--continue-on-collection-errors"]
         if ch is not None:
             cmd += ["--chapter", ch.number]
         for _ in range(max_restarts):
@@ -187,13 +211,16 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
                 raise RuntimeError(f"the test run ended before running any graded test (exit {code}):\n"
                                    + output[-3000:])
             state = json.loads(report.read_text())
-            if state["running"] is None:
+            if state.get("finished"):
                 return state["results"]
+            if state["running"] is None:  # died between tests: not a learner's test to blame
+                raise RuntimeError(f"the test process ended unexpectedly (exit {code}):\n" + output[-3000:])
             why = (f"stopped after {timeout_s:g} s: an endless loop?" if code is None else
                    f"the test process crashed (exit code {code})")
             state["results"][state["running"]["nodeid"]] = {
                 "exercise": state["running"]["exercise"], "outcome": "failed", "message": why}
             state["running"] = None
+            state["finished"] = False
             report.write_text(json.dumps(state))
         raise RuntimeError(f"gave up after {max_restarts} restarts of the test process")
 
