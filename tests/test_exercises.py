@@ -93,7 +93,7 @@ def test_a_wrong_answer_is_reported_with_the_first_wrong_element(tmp_path):
     assert "expected 0x38, got 0x39" in message and "1.0 (float32 bits 0x3f800000)" in message
 
 
-def test_an_exercise_that_does_not_import_fails_only_its_own_tests(tmp_path):
+def test_an_exercise_that_does_not_import_fails_only_its_own_tests(tmp_path, monkeypatch):
     import shutil
 
     root = tmp_path / "course"
@@ -103,16 +103,8 @@ def test_an_exercise_that_does_not_import_fails_only_its_own_tests(tmp_path):
         shutil.copy(ch.exercise_path(ROOT), ch.exercise_path(root))
     broken = CHAPTERS[0].exercise_path(root)
     broken.write_text(broken.read_text() + "\ndef oops(:\n")
-    env_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = env_path
-    try:
-        results = grading.run_graded_tests(None, root)
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    results = grading.run_graded_tests(None, root)
     broken_file = [r for nodeid, r in results.items() if nodeid.endswith("test_fp8.py")]
     assert broken_file and "could not import" in broken_file[0]["message"]
     assert "SyntaxError" in broken_file[0]["message"]
@@ -128,7 +120,7 @@ def test_wrong_shape_and_dtype_are_named():
         grading.assert_array_matches(np.zeros(2), np.zeros(2, np.uint8))
 
 
-def test_grader_survives_an_endless_loop_and_reports_it(tmp_path):
+def test_grader_survives_an_endless_loop_and_reports_it(tmp_path, monkeypatch):
     """A learner's decoder that never returns: that test is stopped, the others still run."""
     import shutil
 
@@ -140,16 +132,8 @@ def test_grader_survives_an_endless_loop_and_reports_it(tmp_path):
     endless = "    n = 0\n    while n >= 0:\n        n = (n + 1) % 7\n    return sign\n"
     text = text.replace(f'    raise NotImplementedError("fp8_to_float32_bits: {NOT_ATTEMPTED}")\n', endless)
     ch.exercise_path(root).write_text(text)
-    env_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = env_path
-    try:
-        results = grading.run_graded_tests(ch, root, timeout_s=10)
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    results = grading.run_graded_tests(ch, root, timeout_s=10)
     summary = grading.summarize(results, untouched(ch.exercise_path(root)))
     assert summary["fp8_to_float32_bits"]["status"] == "failed"
     assert "stopped after 10 s" in summary["fp8_to_float32_bits"]["first_failure"]
