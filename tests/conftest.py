@@ -7,7 +7,6 @@
 
 from pathlib import Path
 
-import pytest
 
 import tutorial  # noqa: F401  (must precede any numba.cuda import)
 from tutorial import grading

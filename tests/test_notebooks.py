@@ -5,7 +5,6 @@ folder, as `jupyter lab` would open it. The kernel inherits this process's envir
 it imports `tutorial` from wherever this process does (an installed package, or PYTHONPATH).
 """
 
-import os
 from pathlib import Path
 
 import pytest
