@@ -309,3 +309,45 @@ def test_hardware_encoder_is_a_clear_error_on_the_simulator():
         pytest.skip("simulator behaviour")
     with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
         fp8.encode_e4m3_hw(1.0)
+
+
+# -- encoding a quotient x / scale, rounded once --------------------------------------------
+
+
+def quotient_cases(fmt, n_scales=40, seed=21):
+    """(x, scale) pairs whose float32 quotient lands exactly on an FP8 midpoint while the exact
+    quotient does not: the double-rounding trap. Plus ordinary random pairs."""
+    values, _ = finite_positive_values(fmt)
+    mids = ((values[:-1] + values[1:]) / 2)
+    rng = np.random.default_rng(seed)
+    scales = (2.0 ** rng.uniform(-12, 4, n_scales)).astype(np.float32)
+    m, s = np.meshgrid(mids, scales.astype(np.float64))
+    x = (m * s).astype(np.float32)  # rounded: x / s is then rarely exactly m
+    with np.errstate(over="ignore"):
+        q32 = x / s.astype(np.float32)
+    trap = (q32.astype(np.float64) == m) & (x.astype(np.float64) / s != m)
+    x_trap, s_trap = x[trap], s[trap].astype(np.float32)
+    x_rand = (rng.standard_normal(3000) * 10.0 ** rng.integers(-3, 3, 3000)).astype(np.float32)
+    s_rand = (2.0 ** rng.uniform(-8, 4, 3000)).astype(np.float32)
+    return np.concatenate([x_trap, -x_trap, x_rand]), np.concatenate([s_trap, s_trap, s_rand]), int(trap.sum())
+
+
+@cuda.jit
+def quotient_kernel(x, scale, e4m3, e5m2):
+    start = cuda.grid(1)
+    for i in range(start, x.size, cuda.gridsize(1)):
+        e4m3[i] = fp8.encode_e4m3_quotient(x[i], scale[i])
+        e5m2[i] = fp8.encode_e5m2_quotient(x[i], scale[i])
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+def test_quotient_is_rounded_once_from_the_exact_value(fmt):
+    x, scale, traps = quotient_cases(fmt)
+    assert traps > 20, "the test needs midpoint traps to mean anything"
+    reference = fp8.encode(x.astype(np.float64) / scale.astype(np.float64), fmt)  # float64 quotient: exact enough
+    naive = fp8.encode(x / scale, fmt)  # divide in float32, then round again
+    assert np.count_nonzero(naive != reference) > 0, "some traps should catch the naive double rounding"
+    e4m3, e5m2 = np.zeros(x.size, np.uint8), np.zeros(x.size, np.uint8)
+    quotient_kernel[launch_shape()](x, scale, e4m3, e5m2)
+    got = e4m3 if fmt is fp8.E4M3 else e5m2
+    grading.assert_array_matches(got, reference, inputs=x, what=f"encode_{fmt.name}_quotient")

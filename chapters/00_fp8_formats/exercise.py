@@ -87,13 +87,17 @@ def as_format(fmt) -> Format:
 # -- the rounding, on bit patterns (plain integer arithmetic, any target) ------------------
 
 
-def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_code, nan_code):
+def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_code, nan_code, sticky):
     """FP8 code of the float whose IEEE bit pattern is `bits` (a signed integer).
 
     src_mbits, src_ebits: mantissa and exponent widths of the source float (23, 8 for float32).
     mbits, bias: the FP8 format's mantissa width and exponent bias.
     max_bits: the source-format bit pattern of the format's max (448.0 for E4M3).
     max_code, nan_code: the codes of +max and of NaN (any sign).
+    sticky: 0 when `bits` is the value to round. When `bits` is itself an already rounded
+    result (a quotient x / scale, say), +1 if the exact value lies above it in magnitude, -1
+    below. It matters only when `bits` sits exactly halfway between two FP8 values: the exact
+    value is then not a tie, and must go to its side, not to the even code.
     """
     bits = int(bits)  # a wide signed integer on every target (the simulator's numpy ints wrap)
     width = 1 + src_ebits + src_mbits
@@ -108,8 +112,11 @@ def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_cod
     if a >= (src_bias - bias + 1) << src_mbits:
         # Normal in FP8: drop `shift` mantissa bits, rounding half to even. A carry out of
         # the mantissa moves into the exponent, which is exactly the right result.
-        # TODO (round_bits_to_fp8): drop the low `shift` bits of `a`, rounding half to even, then rebias the exponent field from src_bias to bias (roughly 2 lines)
+        # TODO (round_bits_to_fp8): drop the low `shift` bits of `a`, rounding to nearest with ties to even (a carry may reach the exponent field: fine) (roughly 1 line)
         raise NotImplementedError("round_bits_to_fp8: not yet attempted")
+        if sticky != 0 and a & ((1 << shift) - 1) == 1 << (shift - 1):
+            rounded = (a >> shift) + (1 if sticky > 0 else 0)  # a tie in `bits` only: go to the exact side
+        return sign | (rounded - ((src_bias - bias) << mbits))
     # Subnormal in FP8: the code is round(|x| / min_subnormal), computed as m >> s with the
     # source's full significand m (implicit bit included), again half to even.
     e = a >> src_mbits
@@ -121,8 +128,11 @@ def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_cod
     s = src_bias + src_mbits + 1 - bias - mbits - e
     if s > src_mbits + 1:
         return sign  # below half the smallest subnormal: rounds to (signed) zero
-    # TODO (round_bits_to_fp8): the subnormal code is m >> s, rounded half to even, with the sign (roughly 1 line)
+    # TODO (round_bits_to_fp8): the subnormal code is m >> s, rounded to nearest with ties to even (roughly 1 line)
     raise NotImplementedError("round_bits_to_fp8: not yet attempted")
+    if sticky != 0 and m & ((1 << s) - 1) == 1 << (s - 1):
+        code = (m >> s) + (1 if sticky > 0 else 0)  # a tie in `bits` only: go to the exact side
+    return sign | code
 
 
 def fp8_to_float32_bits(code, mbits, bias, has_inf):
@@ -151,13 +161,13 @@ _decode_device = cuda.jit(device=True)(fp8_to_float32_bits)
 @cuda.jit(device=True)
 def encode_e4m3(x):
     """float32 -> E4M3 code (uint8): round to nearest even, saturate to +-448, NaN -> 0x7f."""
-    return numba.uint8(_round_device(float32_bits(x), 23, 8, 3, 7, _E4M3_MAX_BITS, 0x7E, 0x7F))
+    return numba.uint8(_round_device(float32_bits(x), 23, 8, 3, 7, _E4M3_MAX_BITS, 0x7E, 0x7F, 0))
 
 
 @cuda.jit(device=True)
 def encode_e5m2(x):
     """float32 -> E5M2 code (uint8): round to nearest even, saturate to +-57344, NaN -> 0x7f."""
-    return numba.uint8(_round_device(float32_bits(x), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F))
+    return numba.uint8(_round_device(float32_bits(x), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F, 0))
 
 
 @cuda.jit(device=True)
@@ -170,6 +180,54 @@ def decode_e4m3(code):
 def decode_e5m2(code):
     """E5M2 code (uint8) -> float32, exactly."""
     return bits_float32(_decode_device(code, 2, 15, True))
+
+
+# -- encoding a quotient x / scale, rounded once ------------------------------------------
+#
+# Quantizing stores the FP8 code of x / scale. Computing q = x / scale in float32 rounds
+# once, and encoding q rounds again: when q lands exactly on a midpoint between two FP8
+# values, ties-to-even may pick the wrong neighbour for the exact quotient (double rounding).
+# The remainder x - q * scale, exact with a fused multiply-add, says on which side of q the
+# exact quotient lies, and round_bits_to_fp8 uses that to break the false tie. The result is
+# the correctly rounded code of the exact quotient: what a float64 reference computes.
+
+if ON_SIMULATOR:
+
+    def quotient_remainder(x, q, scale):
+        """x - q * scale, exactly (float64 holds it: q * scale has 48 bits, and nearly cancels x)."""
+        return float(x) - float(q) * float(scale)
+
+else:
+
+    @cuda.jit(device=True)
+    def quotient_remainder(x, q, scale):
+        """x - q * scale, exactly: one fused multiply-add rounds only the (exact) result."""
+        return cuda.fma(-q, scale, x)
+
+
+@cuda.jit(device=True)
+def quotient_sticky(x, q, scale):
+    """+1 if |x / scale| lies above |q| (q = x / scale rounded to float32), -1 below, 0 exact."""
+    r = quotient_remainder(x, q, scale)
+    if r == 0 or q == 0:
+        return 0
+    return 1 if (r > 0) == (q > 0) else -1
+
+
+@cuda.jit(device=True)
+def encode_e4m3_quotient(x, scale):
+    """E4M3 code of x / scale (scale > 0), correctly rounded from the exact quotient."""
+    q = numba.float32(x) / numba.float32(scale)
+    sticky = quotient_sticky(numba.float32(x), q, numba.float32(scale))
+    return numba.uint8(_round_device(float32_bits(q), 23, 8, 3, 7, _E4M3_MAX_BITS, 0x7E, 0x7F, sticky))
+
+
+@cuda.jit(device=True)
+def encode_e5m2_quotient(x, scale):
+    """E5M2 code of x / scale (scale > 0), correctly rounded from the exact quotient."""
+    q = numba.float32(x) / numba.float32(scale)
+    sticky = quotient_sticky(numba.float32(x), q, numba.float32(scale))
+    return numba.uint8(_round_device(float32_bits(q), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F, sticky))
 
 
 # -- hardware conversion (compute capability >= 8.9) --------------------------------------
@@ -221,7 +279,7 @@ _decode_cpu = numba.njit(cache=True)(fp8_to_float32_bits)
 def _encode_array(bits, codes, src_mbits, src_ebits, mbits, bias, max_bits, max_code, nan_code):
     for i in range(bits.size):
         codes[i] = _round_cpu(bits[i], src_mbits, src_ebits, mbits, bias, max_bits, max_code,
-                              nan_code)
+                              nan_code, 0)
 
 
 @numba.njit(cache=True)
