@@ -7,7 +7,10 @@ GPU when there is one, else Numba's CUDA simulator, which it teaches warp shuffl
 from .device import MODE, ON_SIMULATOR, SELECTION  # noqa: F401  (must run before numba.cuda)
 from . import fp8  # noqa: E402
 from .reduction import absmax, absmax_blocks, absmax_rows, block_max, warp_max  # noqa: E402
+from .qtensor import QTensor  # noqa: E402
+from .quantize import calibrate, quantize_per_channel, quantize_per_tensor  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["MODE", "ON_SIMULATOR", "SELECTION", "fp8", "absmax", "absmax_rows", "absmax_blocks",
-           "warp_max", "block_max", "__version__"]
+           "warp_max", "block_max", "QTensor", "quantize_per_tensor", "quantize_per_channel",
+           "calibrate", "__version__"]

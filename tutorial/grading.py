@@ -49,8 +49,8 @@ def load(module_name: str):
         return importlib.import_module(module_name)
     if module_name not in _loaded:
         ch = next((c for c in CHAPTERS if c.solution_module == module_name), None)
-        if ch is None:
-            raise ValueError(f"no chapter has an exercise for {module_name}")
+        if ch is None:  # no exercise made from this module (yet): its tests check the library
+            return importlib.import_module(module_name)
         from .chapters import find_root
 
         path = ch.exercise_path(_root or find_root())

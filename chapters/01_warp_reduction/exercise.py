@@ -129,31 +129,50 @@ def absmax4(x, i):
     return nan_max(nan_max(abs(a), abs(b)), nan_max(abs(c), abs(d)))
 
 
-@cuda.jit
-def absmax_kernel_vec4(x, partials, counter, out):
-    """absmax_kernel, one idea better: each load instruction fetches 4 floats (16 bytes).
+def max_kernel_vec4(magnitude4, magnitude1):
+    """A one-launch max over 1-D float32 `x` of magnitude4(x, i) (the largest magnitude of
+    x[i:i + 4], read with one 16-byte load) and, for the up to 3 elements past the last whole
+    group of 4, magnitude1(x, i). absmax_kernel, one idea better: a quarter of the load
+    instructions. Same chunked walk, counted in groups of 4. Needs 16-byte alignment."""
 
-    Same chunked walk, counted in groups of 4 elements; the up to 3 elements past the last
-    whole group are read one by one by block 0. Needs float32, 16-byte aligned.
-    """
-    n4 = x.size // 4
-    width = cuda.blockDim.x
-    i = cuda.blockIdx.x * UNROLL * width + cuda.threadIdx.x  # in groups of 4 elements
-    step = cuda.gridDim.x * UNROLL * width
-    m = float32(0.0)
-    while i + (UNROLL - 1) * width < n4:
-        a = absmax4(x, 4 * i)
-        b = absmax4(x, 4 * (i + width))
-        c = absmax4(x, 4 * (i + 2 * width))
-        d = absmax4(x, 4 * (i + 3 * width))
-        m = nan_max(m, nan_max(nan_max(a, b), nan_max(c, d)))
-        i += step
-    for u in range(UNROLL):
-        if i + u * width < n4:
-            m = nan_max(m, absmax4(x, 4 * (i + u * width)))
-    if cuda.blockIdx.x == 0 and 4 * n4 + cuda.threadIdx.x < x.size:
-        m = nan_max(m, abs_at(x, 4 * n4 + cuda.threadIdx.x))
-    finish_grid_max(m, partials, counter, out)
+    @cuda.jit
+    def kernel(x, partials, counter, out):
+        n4 = x.size // 4
+        width = cuda.blockDim.x
+        i = cuda.blockIdx.x * UNROLL * width + cuda.threadIdx.x  # in groups of 4 elements
+        step = cuda.gridDim.x * UNROLL * width
+        m = float32(0.0)
+        while i + (UNROLL - 1) * width < n4:
+            a = magnitude4(x, 4 * i)
+            b = magnitude4(x, 4 * (i + width))
+            c = magnitude4(x, 4 * (i + 2 * width))
+            d = magnitude4(x, 4 * (i + 3 * width))
+            m = nan_max(m, nan_max(nan_max(a, b), nan_max(c, d)))
+            i += step
+        for u in range(UNROLL):
+            if i + u * width < n4:
+                m = nan_max(m, magnitude4(x, 4 * (i + u * width)))
+        if cuda.blockIdx.x == 0 and 4 * n4 + cuda.threadIdx.x < x.size:
+            m = nan_max(m, magnitude1(x, 4 * n4 + cuda.threadIdx.x))
+        finish_grid_max(m, partials, counter, out)
+
+    return kernel
+
+
+def max_kernel_scalar(magnitude1):
+    """The same one-launch max for any dtype or alignment, one element per load."""
+
+    @cuda.jit
+    def kernel(x, partials, counter, out):
+        m = float32(0.0)
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            m = nan_max(m, magnitude1(x, i))
+        finish_grid_max(m, partials, counter, out)
+
+    return kernel
+
+
+absmax_kernel_vec4 = max_kernel_vec4(absmax4, abs_at)
 
 
 @functools.lru_cache(maxsize=None)
