@@ -91,6 +91,33 @@ def _per_tensor_kernel(fmt, dynamic: bool):
     return _cached(("tensor", fmt.name, dynamic), build)
 
 
+def _per_tensor_kernel_vec4(fmt, dynamic: bool):
+    """The same over float32 x with one 16-byte load per 4 elements (chapter 01's load4);
+    the up to 3 elements past the last group of 4 are encoded one by one by thread 0."""
+    encode = _QUOTIENT_ENCODERS[fmt.name]
+    fmax = float32(fmt.max)
+
+    def build():
+        @cuda.jit
+        def kernel(x, amax_or_scale, codes, scales):
+            scale = scale_from_amax(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
+            start = cuda.grid(1)
+            if start == 0:
+                scales[0] = scale
+                for i in range(x.size - x.size % 4, x.size):
+                    codes[i] = encode(x[i], scale)
+            for g in range(start, x.size // 4, cuda.gridsize(1)):
+                a, b, c, d = load4(x, 4 * g)
+                codes[4 * g] = encode(a, scale)
+                codes[4 * g + 1] = encode(b, scale)
+                codes[4 * g + 2] = encode(c, scale)
+                codes[4 * g + 3] = encode(d, scale)
+
+        return kernel
+
+    return _cached(("tensor4", fmt.name, dynamic), build)
+
+
 def _per_row_kernel(fmt):
     """One block per row at a time: the row's finite amax, its scale, then its codes."""
     encode = _QUOTIENT_ENCODERS[fmt.name]
@@ -196,6 +223,14 @@ def finite_amax(flat):
     return out
 
 
+def per_tensor_into(flat, given, codes, scales, fmt, dynamic: bool):
+    """The encode launch of :func:`quantize_per_tensor` on preallocated device arrays: `given`
+    holds the amax (dynamic) or the scale (static); scales[0] receives the scale used."""
+    fmt = fp8.as_format(fmt)
+    kernel = _per_tensor_kernel_vec4(fmt, dynamic) if aligned16(flat) else _per_tensor_kernel(fmt, dynamic)
+    kernel[_blocks(flat.size), THREADS](flat, given, codes, scales)
+
+
 def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
     """One scale for the whole tensor (any rank). `scale=None`: dynamic, from the finite amax of
     `x`; a positive float: static. Returns a QTensor on the host for numpy input, on the
@@ -210,7 +245,7 @@ def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
     given = cuda.to_device(np.array([scale], np.float32)) if scale is not None else finite_amax(flat)
     codes = cuda.device_array(flat.size, np.uint8)
     scales = cuda.device_array(1, np.float32)
-    _per_tensor_kernel(fmt, scale is None)[_blocks(flat.size), THREADS](flat, given, codes, scales)
+    per_tensor_into(flat, given, codes, scales, fmt, dynamic=scale is None)
     ones = (1,) * len(d.shape)
     return _result(codes.reshape(d.shape), scales.reshape(ones), fmt, tuple(d.shape), from_host)
 
