@@ -351,3 +351,25 @@ def test_quotient_is_rounded_once_from_the_exact_value(fmt):
     quotient_kernel[launch_shape()](x, scale, e4m3, e5m2)
     got = e4m3 if fmt is fp8.E4M3 else e5m2
     grading.assert_array_matches(got, reference, inputs=x, what=f"encode_{fmt.name}_quotient")
+
+
+@cuda.jit
+def quotient_hw_kernel(x, scale, e4m3, e5m2):
+    start = cuda.grid(1)
+    for i in range(start, x.size, cuda.gridsize(1)):
+        e4m3[i] = fp8.encode_e4m3_quotient_hw(x[i], scale[i])
+        e5m2[i] = fp8.encode_e5m2_quotient_hw(x[i], scale[i])
+
+
+@pytest.mark.skipif(not fp8.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+def test_hardware_quotient_encoder_gives_identical_codes(fmt):
+    x, scale, _ = quotient_cases(fmt)
+    small = (np.random.default_rng(3).standard_normal(2000) * 1e-6).astype(np.float32)  # FP8 subnormals
+    x = np.concatenate([x, small, random_float32(10**5, seed=14)])
+    scale = np.concatenate([scale, np.full(small.size, 1e-5, np.float32), np.full(10**5, 0.37, np.float32)])
+    e4m3, e5m2 = np.zeros(x.size, np.uint8), np.zeros(x.size, np.uint8)
+    quotient_hw_kernel[256, 256](x, scale, e4m3, e5m2)
+    reference = fp8.encode(x.astype(np.float64) / scale.astype(np.float64), fmt)
+    grading.assert_array_matches(e4m3 if fmt is fp8.E4M3 else e5m2, reference, inputs=x,
+                                 what=f"encode_{fmt.name}_quotient_hw")
