@@ -151,6 +151,8 @@ def _float32_bits_of(value: float) -> int:
 
 _E4M3_MAX_BITS = _float32_bits_of(E4M3.max)
 _E5M2_MAX_BITS = _float32_bits_of(E5M2.max)
+_E4M3_MIN_NORMAL_BITS = _float32_bits_of(E4M3.min_normal)
+_E5M2_MIN_NORMAL_BITS = _float32_bits_of(E5M2.min_normal)
 
 # -- device functions (GPU or simulator) --------------------------------------------------
 
@@ -260,13 +262,35 @@ if not ON_SIMULATOR:
         """float32 -> E5M2 code with the hardware's cvt.rn.satfinite (needs CC >= 8.9)."""
         return cvt_float_to_fp8(numba.float32(x), saturation_t.SATFINITE, fp8_interpretation_t.E5M2)
 
+    # The quotient encoders on the hardware conversion: cvt rounds q = x / scale, which is
+    # right unless q is exactly an FP8 midpoint (the low mantissa bits that FP8 drops are
+    # 100...0) or lands in FP8's subnormal range; those rare cases take the exact path above.
+
+    @cuda.jit(device=True)
+    def encode_e4m3_quotient_hw(x, scale):
+        """encode_e4m3_quotient, identical codes, mostly through the hardware conversion."""
+        q = numba.float32(x) / numba.float32(scale)
+        a = float32_bits(q) & 0x7FFFFFFF
+        if a & 0xFFFFF == 0x80000 or a < _E4M3_MIN_NORMAL_BITS:
+            return encode_e4m3_quotient(x, scale)
+        return cvt_float_to_fp8(q, saturation_t.SATFINITE, fp8_interpretation_t.E4M3)
+
+    @cuda.jit(device=True)
+    def encode_e5m2_quotient_hw(x, scale):
+        """encode_e5m2_quotient, identical codes, mostly through the hardware conversion."""
+        q = numba.float32(x) / numba.float32(scale)
+        a = float32_bits(q) & 0x7FFFFFFF
+        if a & 0x1FFFFF == 0x100000 or a < _E5M2_MIN_NORMAL_BITS:
+            return encode_e5m2_quotient(x, scale)
+        return cvt_float_to_fp8(q, saturation_t.SATFINITE, fp8_interpretation_t.E5M2)
+
 else:
 
     def _no_hardware(x):
         raise RuntimeError("the hardware FP8 conversion needs a GPU of compute capability >= 8.9; "
                            "the simulator has none: use encode_e4m3 / encode_e5m2")
 
-    encode_e4m3_hw = encode_e5m2_hw = _no_hardware
+    encode_e4m3_hw = encode_e5m2_hw = encode_e4m3_quotient_hw = encode_e5m2_quotient_hw = _no_hardware
 
 
 # -- host functions (CPU, numpy arrays) ---------------------------------------------------
