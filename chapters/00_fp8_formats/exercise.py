@@ -216,20 +216,20 @@ def quotient_sticky(x, q, scale):
     return 1 if (r > 0) == (q > 0) else -1
 
 
-@cuda.jit(device=True)
-def encode_e4m3_quotient(x, scale):
-    """E4M3 code of x / scale (scale > 0), correctly rounded from the exact quotient."""
-    q = numba.float32(x) / numba.float32(scale)
-    sticky = quotient_sticky(numba.float32(x), q, numba.float32(scale))
-    return numba.uint8(_round_device(float32_bits(q), 23, 8, 3, 7, _E4M3_MAX_BITS, 0x7E, 0x7F, sticky))
+def _quotient_encoder(mbits, bias, max_bits, max_code):
+    @cuda.jit(device=True)
+    def encode(x, scale):
+        q = numba.float32(x) / numba.float32(scale)
+        sticky = quotient_sticky(numba.float32(x), q, numba.float32(scale))
+        return numba.uint8(_round_device(float32_bits(q), 23, 8, mbits, bias, max_bits, max_code, 0x7F, sticky))
+
+    return encode
 
 
-@cuda.jit(device=True)
-def encode_e5m2_quotient(x, scale):
-    """E5M2 code of x / scale (scale > 0), correctly rounded from the exact quotient."""
-    q = numba.float32(x) / numba.float32(scale)
-    sticky = quotient_sticky(numba.float32(x), q, numba.float32(scale))
-    return numba.uint8(_round_device(float32_bits(q), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F, sticky))
+encode_e4m3_quotient = _quotient_encoder(3, 7, _E4M3_MAX_BITS, 0x7E)
+encode_e4m3_quotient.__doc__ = "E4M3 code of x / scale (scale > 0), correctly rounded from the exact quotient."
+encode_e5m2_quotient = _quotient_encoder(2, 15, _E5M2_MAX_BITS, 0x7B)
+encode_e5m2_quotient.__doc__ = "E5M2 code of x / scale (scale > 0), correctly rounded from the exact quotient."
 
 
 # -- hardware conversion (compute capability >= 8.9) --------------------------------------
@@ -266,23 +266,26 @@ if not ON_SIMULATOR:
     # right unless q is exactly an FP8 midpoint (the low mantissa bits that FP8 drops are
     # 100...0) or lands in FP8's subnormal range; those rare cases take the exact path above.
 
-    @cuda.jit(device=True)
-    def encode_e4m3_quotient_hw(x, scale):
-        """encode_e4m3_quotient, identical codes, mostly through the hardware conversion."""
-        q = numba.float32(x) / numba.float32(scale)
-        a = float32_bits(q) & 0x7FFFFFFF
-        if a & 0xFFFFF == 0x80000 or a < _E4M3_MIN_NORMAL_BITS:
-            return encode_e4m3_quotient(x, scale)
-        return cvt_float_to_fp8(q, saturation_t.SATFINITE, fp8_interpretation_t.E4M3)
+    def _hardware_quotient_encoder(interpretation, dropped_bits, min_normal_bits, exact_encoder):
+        mask = (1 << dropped_bits) - 1
+        half = 1 << (dropped_bits - 1)
 
-    @cuda.jit(device=True)
-    def encode_e5m2_quotient_hw(x, scale):
-        """encode_e5m2_quotient, identical codes, mostly through the hardware conversion."""
-        q = numba.float32(x) / numba.float32(scale)
-        a = float32_bits(q) & 0x7FFFFFFF
-        if a & 0x1FFFFF == 0x100000 or a < _E5M2_MIN_NORMAL_BITS:
-            return encode_e5m2_quotient(x, scale)
-        return cvt_float_to_fp8(q, saturation_t.SATFINITE, fp8_interpretation_t.E5M2)
+        @cuda.jit(device=True)
+        def encode(x, scale):
+            q = numba.float32(x) / numba.float32(scale)
+            a = float32_bits(q) & 0x7FFFFFFF
+            if a & mask == half or a < min_normal_bits:
+                return exact_encoder(x, scale)
+            return cvt_float_to_fp8(q, saturation_t.SATFINITE, interpretation)
+
+        return encode
+
+    encode_e4m3_quotient_hw = _hardware_quotient_encoder(
+        fp8_interpretation_t.E4M3, 23 - 3, _E4M3_MIN_NORMAL_BITS, encode_e4m3_quotient)
+    encode_e4m3_quotient_hw.__doc__ = "encode_e4m3_quotient, identical codes, mostly through the hardware conversion."
+    encode_e5m2_quotient_hw = _hardware_quotient_encoder(
+        fp8_interpretation_t.E5M2, 23 - 2, _E5M2_MIN_NORMAL_BITS, encode_e5m2_quotient)
+    encode_e5m2_quotient_hw.__doc__ = "encode_e5m2_quotient, identical codes, mostly through the hardware conversion."
 
 else:
 
