@@ -353,6 +353,22 @@ def test_quotient_is_rounded_once_from_the_exact_value(fmt):
     grading.assert_array_matches(got, reference, inputs=x, what=f"encode_{fmt.name}_quotient")
 
 
+def near_midpoints(fmt, n_scales=64, seed=22):
+    """x within 6 float32 ulps of midpoint * scale, for random scales: quotients just around
+    the FP8 rounding midpoints, where any rounding of the quotient before the final one shows."""
+    values, _ = finite_positive_values(fmt)
+    mids = ((values[:-1] + values[1:]) / 2)
+    rng = np.random.default_rng(seed)
+    s = (2.0 ** rng.uniform(-20, 6, n_scales)).astype(np.float32)
+    m, ss = np.meshgrid(mids, s.astype(np.float64))
+    x = (m * ss).astype(np.float32).ravel()
+    shifted = [x.view(np.int32) + k for k in range(-6, 7)]  # neighbours, ulp by ulp
+    x_all = np.concatenate([v.view(np.float32) for v in shifted])
+    s_all = np.tile(ss.astype(np.float32).ravel(), 13)
+    keep = np.isfinite(x_all)
+    return np.concatenate([x_all[keep], -x_all[keep]]), np.concatenate([s_all[keep], s_all[keep]])
+
+
 @cuda.jit
 def quotient_hw_kernel(x, scale, e4m3, e5m2):
     start = cuda.grid(1)
@@ -366,8 +382,11 @@ def quotient_hw_kernel(x, scale, e4m3, e5m2):
 def test_hardware_quotient_encoder_gives_identical_codes(fmt):
     x, scale, _ = quotient_cases(fmt)
     small = (np.random.default_rng(3).standard_normal(2000) * 1e-6).astype(np.float32)  # FP8 subnormals
-    x = np.concatenate([x, small, random_float32(10**5, seed=14)])
-    scale = np.concatenate([scale, np.full(small.size, 1e-5, np.float32), np.full(10**5, 0.37, np.float32)])
+    near_x, near_s = near_midpoints(fmt)
+    tiny_s = np.full(1000, 1e-40, np.float32)  # a subnormal scale
+    x = np.concatenate([x, small, random_float32(10**5, seed=14), near_x, random_float32(1000, seed=15) * 1e-38])
+    scale = np.concatenate([scale, np.full(small.size, 1e-5, np.float32), np.full(10**5, 0.37, np.float32),
+                            near_s, tiny_s])
     e4m3, e5m2 = np.zeros(x.size, np.uint8), np.zeros(x.size, np.uint8)
     quotient_hw_kernel[256, 256](x, scale, e4m3, e5m2)
     reference = fp8.encode(x.astype(np.float64) / scale.astype(np.float64), fmt)

@@ -1,4 +1,4 @@
-"""Wide loads: four float32 in one 16-byte load instruction.
+"""Wide loads: four float32 in one 16-byte load instruction, four bfloat16 in one 8-byte one.
 
 A memory-bound kernel that loads one float32 per instruction needs four times as many load
 instructions as one that loads four, and on an H100 that alone can keep it from the copy
@@ -9,20 +9,37 @@ intrinsic that reads ``arr[i:i + 4]`` with one LLVM load of ``<4 x float>`` (PTX
 The address must be 16-byte aligned: ``i`` a multiple of 4 and the array's data pointer
 aligned (Numba's own allocations are; check views and foreign arrays with
 :func:`aligned16`). A misaligned vector load is an error on the GPU; the simulator checks ``i``.
+
+bfloat16 is float32 with the low 16 bits of the mantissa dropped, so widening it is a shift:
+the float32 with bits ``b << 16``, exact. Numba has no bfloat16 array type; a bfloat16 array
+arrives here as its uint16 bit patterns, and :func:`load4_bf16` returns four float32.
 """
 
 import numpy as np
+from numba import cuda, uint32
 
+from .bitcast import bits_float32
 from .device import ON_SIMULATOR
+
+BF16 = np.dtype(np.uint16)  # how a bfloat16 array is held on the device: its bit patterns
+_LOAD_BYTES = {np.dtype(np.float32): 16, BF16: 8}
 
 
 def aligned16(device_array) -> bool:
-    """Whether a 1-D float32 device array can be read with :func:`load4`."""
-    if device_array.dtype != np.float32 or device_array.ndim != 1:
+    """Whether a 1-D float32 device array can be read with :func:`load4` (or a 1-D bfloat16
+    one, as uint16 bits, with :func:`load4_bf16`: 8-byte alignment)."""
+    width = _LOAD_BYTES.get(np.dtype(device_array.dtype))
+    if width is None or device_array.ndim != 1:
         return False
     if ON_SIMULATOR:
         return True
-    return device_array.__cuda_array_interface__["data"][0] % 16 == 0
+    return device_array.__cuda_array_interface__["data"][0] % width == 0
+
+
+@cuda.jit(device=True)
+def bf16_to_float32(bits):
+    """The float32 equal to the bfloat16 with these 16 bits (exact)."""
+    return bits_float32(uint32(bits) << uint32(16))
 
 
 if ON_SIMULATOR:
@@ -57,3 +74,42 @@ else:
             return context.make_tuple(builder, quad, lanes)
 
         return quad(arr, i), codegen
+
+    @intrinsic
+    def _load_words2(typingctx, arr, i):
+        """arr[i : i + 4] of a 16-bit array as two uint32 words, one 8-byte load; i % 4 == 0."""
+        if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
+                and isinstance(i, types.Integer)):
+            return None
+        pair = types.UniTuple(types.uint32, 2)
+
+        def codegen(context, builder, sig, args):
+            array_type, index_type = sig.args
+            array = context.make_array(array_type)(context, builder, value=args[0])
+            index = context.cast(builder, args[1], index_type, types.intp)
+            vector = ir.VectorType(ir.IntType(32), 2)
+            address = builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
+            value = builder.load(address, align=8)
+            words = [builder.extract_element(value, ir.Constant(ir.IntType(32), k)) for k in range(2)]
+            return context.make_tuple(builder, pair, words)
+
+        return pair(arr, i), codegen
+
+
+if ON_SIMULATOR:
+
+    def load4_bf16(arr, i):
+        """Four bfloat16 (uint16 bits) arr[i : i + 4] as float32, one 8-byte load; i % 4 == 0."""
+        if i % 4:
+            raise IndexError(f"load4_bf16: index {i} is not a multiple of 4 (a misaligned vector load)")
+        return (bf16_to_float32(arr[i]), bf16_to_float32(arr[i + 1]),
+                bf16_to_float32(arr[i + 2]), bf16_to_float32(arr[i + 3]))
+
+else:
+
+    @cuda.jit(device=True)
+    def load4_bf16(arr, i):
+        """Four bfloat16 (uint16 bits) arr[i : i + 4] as float32, one 8-byte load; i % 4 == 0."""
+        lo, hi = _load_words2(arr, i)  # little-endian: element i is the low half of `lo`
+        return (bits_float32(lo << uint32(16)), bits_float32(lo & uint32(0xFFFF0000)),
+                bits_float32(hi << uint32(16)), bits_float32(hi & uint32(0xFFFF0000)))
