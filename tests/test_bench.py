@@ -229,6 +229,19 @@ def test_throughput_plot_fraction_of_copy_has_no_roofline(tmp_path):
         plotting.throughput_plot(results, y="speed")
 
 
+def test_throughput_bars_one_bar_per_timed_row_peers_hatched_values_written():
+    results = _results()
+    results["rows"] = [r for r in results["rows"] if r.get("shape") in ([1 << 27], (1 << 27,)) or "skipped" in r]
+    fig = plotting.throughput_bars(results, recorded=True)
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert len(bars) == 2  # the skipped row has no bar
+    assert [b.get_width() for b in bars] == pytest.approx([2.0, 1.0])  # 2n bytes in n/1e9 ms; the peer half
+    assert bars[0].get_hatch() is None and bars[1].get_hatch() == "//"
+    text = _all_text(fig)
+    assert "2.00" in text and "1.00" in text and f"recorded on {H100}" in text and "copy roofline" in text
+
+
 def test_error_histogram_one_series_per_method_with_zero_counts(tmp_path):
     rng = np.random.default_rng(0)
     errors = {"per-tensor": np.abs(rng.normal(size=1000)) * 1e-2,

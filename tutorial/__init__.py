@@ -8,7 +8,8 @@ from .device import MODE, ON_SIMULATOR, SELECTION  # noqa: F401  (must run befor
 from . import fp8  # noqa: E402
 from .reduction import absmax, absmax_blocks, absmax_rows, block_max, warp_max  # noqa: E402
 from .qtensor import QTensor  # noqa: E402
-from .quantize import calibrate, quantize_per_channel, quantize_per_tensor  # noqa: E402
+from .per_tensor import calibrate, quantize_per_tensor  # noqa: E402
+from .per_channel import quantize_per_channel  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["MODE", "ON_SIMULATOR", "SELECTION", "fp8", "absmax", "absmax_rows", "absmax_blocks",

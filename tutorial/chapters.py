@@ -23,6 +23,9 @@ class Chapter:
 CHAPTERS = [
     Chapter("00", "00_fp8_formats", "FP8 formats", "tutorial.fp8"),
     Chapter("01", "01_warp_reduction", "Warp-shuffle max reduction", "tutorial.reduction"),
+    Chapter("02", "02_per_tensor", "Per-tensor quantization, static and dynamic", "tutorial.per_tensor"),
+    Chapter("03", "03_per_channel", "Per-channel quantization", "tutorial.per_channel"),
+    Chapter("04", "04_fine_grained", "Fine-grained (block) quantization", "tutorial.blockwise"),
 ]
 
 

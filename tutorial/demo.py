@@ -92,6 +92,38 @@ def chapter01(out: Path) -> ChapterResult:
     return result
 
 
+def chapter02_03(out: Path) -> ChapterResult:
+    from . import accuracy, reference
+    from .per_channel import quantize_per_channel
+    from .per_tensor import quantize_per_tensor
+
+    result = ChapterResult("02-03 per-tensor and per-channel quantization")
+    m, k = (24, 256) if ON_SIMULATOR else (4096, 4096)
+    x = accuracy.activation_like((m, k), seed=3)
+    x[1, 2], x[2, 3] = np.nan, -np.inf  # they must not set a scale
+    checks = [("per-tensor dynamic", quantize_per_tensor(x), reference.per_tensor_reference(x)),
+              ("per-tensor static, scale 0.01", quantize_per_tensor(x, scale=0.01),
+               reference.per_tensor_reference(x, scale=0.01)),
+              ("per-row", quantize_per_channel(x, 0), reference.per_channel_reference(x, 0)),
+              ("per-column", quantize_per_channel(x, 1), reference.per_channel_reference(x, 1))]
+    for what, got, want in checks:
+        same = np.array_equal(got.codes, want.codes) and np.array_equal(got.scales, want.scales)
+        result.checks.append((f"{what} on {m}x{k} == numpy reference, bit for bit", same, ""))
+    # The accuracy study on a larger matrix, through the references (the kernels' codes, bit for bit)
+    a = accuracy.activation_like((1024, 1024), seed=4)
+    methods = {f"{g} {f.upper()}": accuracy.fp8_roundtrip(a, g, f) for g in ("tensor", "row", "column")
+               for f in ("e4m3", "e5m2")}
+    methods.update({"tensor INT8": accuracy.int8_absmax(a), "column INT8": accuracy.int8_absmax(a, axis=1)})
+    for row in accuracy.accuracy_table(a, methods):
+        result.table.append({"activation-like 1024x1024": row["method"], "SQNR dB": f"{row['sqnr_db']:.1f}",
+                             "rel. Frobenius": f"{row['rel_fro']:.4f}", "max abs error": f"{row['max_abs']:.3g}"})
+    errors = {name: methods[name] - a for name in ("tensor E4M3", "column E4M3", "tensor INT8", "column INT8")}
+    fig = plotting.error_histogram(errors, title="activation-like 1024x1024: quantization error")
+    result.figures.append(plotting.save(fig, out / "ch02_03_error.png"))
+    result.figures += _recorded_or_measured(out, "ch02_quantize", "02")
+    return result
+
+
 def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
     """On a GPU: the chapter's sweep, measured now, into `out`. On the simulator: the
     recorded results, labelled as recorded."""
@@ -103,11 +135,13 @@ def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
     recorded = sorted(bench.results_root().glob(f"*/{name}.json"))
     if not recorded:
         return []
-    fig = plotting.throughput_plot(bench.load_results(recorded[-1]), recorded=True)
+    results = bench.load_results(recorded[-1])
+    one_shape = len({tuple(r["shape"]) for r in results["rows"]}) == 1
+    fig = (plotting.throughput_bars if one_shape else plotting.throughput_plot)(results, recorded=True)
     return [plotting.save(fig, out / f"{name}_recorded.png")]
 
 
-CHAPTER_DEMOS = [chapter00, chapter01]
+CHAPTER_DEMOS = [chapter00, chapter01, chapter02_03]
 
 
 def _print_table(rows: list[dict]) -> None:

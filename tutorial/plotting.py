@@ -112,6 +112,34 @@ def throughput_plot(results: dict, *, x: str = "bytes", y: str = "tbps",
     return fig
 
 
+def throughput_bars(results: dict, *, y: str = "tbps", recorded: bool = False) -> Figure:
+    """One horizontal bar per row of a run at a single size: ours solid, peers hatched, the
+    value written at the end of each bar, the copy roofline as a dotted line (for ``y="tbps"``).
+    The figure for sweeps that time several kernels on one shape, where a line per label over
+    sizes would be a single point each."""
+    if y not in _Y_LABELS:
+        raise ValueError(f"y={y!r}: expected one of {sorted(_Y_LABELS)}")
+    rows = [r for r in results["rows"] if "skipped" not in r and r.get(y) is not None]
+    fig = Figure(figsize=(8, 0.45 * len(rows) + 1.6))
+    ax = fig.subplots()
+    positions = np.arange(len(rows))[::-1]  # the first row on top
+    for pos, row in zip(positions, rows):
+        peer = bool(row.get("peer"))
+        ax.barh(pos, row[y], color="0.75" if peer else "C0", hatch="//" if peer else None, edgecolor="0.4")
+        ax.text(row[y], pos, f" {row[y]:.2f}", va="center", fontsize="small")
+    ax.set_yticks(positions, [r["label"] for r in rows], fontsize="small")
+    if y == "tbps" and results.get("copy_tbps"):
+        ax.axvline(results["copy_tbps"], color="0.3", linestyle=":",
+                   label=f"copy roofline ({results['copy_tbps']:.2f} TB/s)")
+        ax.legend(fontsize="small", loc="lower right")
+    shapes = {" x ".join(map(str, r["shape"])) for r in rows}
+    ax.set_xlabel(_Y_LABELS[y] + (f", shape {shapes.pop()}" if len(shapes) == 1 else ""))
+    ax.set_xlim(0, max([r[y] for r in rows] + [results.get("copy_tbps") or 0]) * 1.15 if rows else 1)
+    ax.set_title(f"{results.get('name', 'benchmark')}: {_provenance(results, recorded)}", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, path: Path | str) -> Path:
     """Write ``fig`` as a 120 dpi PNG, creating the directory first."""
     path = Path(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fp8
-from .qtensor import QTensor, scale_from_amax
+from .qtensor import EPS, QTensor, scale_from_amax
 
 
 def finite_amax(x, axis=None, keepdims=False) -> np.ndarray:
@@ -20,13 +20,24 @@ def finite_amax(x, axis=None, keepdims=False) -> np.ndarray:
     return np.max(np.where(np.isfinite(x), np.abs(x), 0.0), axis=axis, keepdims=keepdims)
 
 
-def blockwise_reference(x, block, fmt="e4m3") -> QTensor:
+def pow2_scale_from_amax(amax, fmt) -> np.ndarray:
+    """The smallest power of two s with max(amax, EPS) / s <= fmt.max (UE8M0 scales): exact,
+    from the binary exponent of the quotient, one step up where it falls short."""
+    fmt = fp8.as_format(fmt)
+    a = np.maximum(np.asarray(amax, np.float32).astype(np.float64), EPS)
+    _, exponent = np.frexp(a / fmt.max)  # a / fmax = m * 2^exponent, m in [0.5, 1)
+    s = np.ldexp(1.0, exponent - 1)  # 2^floor(log2(a / fmax))
+    return np.where(s * fmt.max < a, 2 * s, s).astype(np.float32)
+
+
+def blockwise_reference(x, block, fmt="e4m3", pow2_scales=False) -> QTensor:
     """One scale per `block` tile of `x` (any rank); edge tiles are smaller."""
     fmt = fp8.as_format(fmt)
     x = np.asarray(x, np.float64)
     padded = np.pad(x, [(0, -n % b) for n, b in zip(x.shape, block)])  # zeros never raise an amax
     tiles = padded.reshape([d for n, b in zip(padded.shape, block) for d in (n // b, b)])
-    scales = scale_from_amax(finite_amax(tiles, axis=tuple(range(1, 2 * x.ndim, 2))), fmt)
+    amax = finite_amax(tiles, axis=tuple(range(1, 2 * x.ndim, 2)))
+    scales = (pow2_scale_from_amax if pow2_scales else scale_from_amax)(amax, fmt)
     per_element = QTensor(np.zeros(x.shape, np.uint8), scales, fmt, tuple(block)).scale_per_element()
     return QTensor(fp8.encode(x / per_element, fmt), scales, fmt, tuple(block))
 
@@ -44,5 +55,27 @@ def per_tensor_reference(x, fmt="e4m3", scale=None) -> QTensor:
 
 def per_channel_reference(x, axis, fmt="e4m3") -> QTensor:
     """One scale per index along `axis` of 2-D `x`: axis=0 one per row, axis=1 one per column."""
+    if axis not in (0, 1):
+        raise ValueError(f"per_channel_reference: axis must be 0 (rows) or 1 (columns), got {axis!r}")
     m, n = np.shape(x)
     return blockwise_reference(x, (1, n) if axis == 0 else (m, 1), fmt)
+
+
+def per_token_group_reference(x, group=128, fmt="e4m3", pow2_scales=False) -> QTensor:
+    """1 x `group` blocks: one scale per row and `group` columns (DeepGEMM's per_token_cast_to_fp8)."""
+    return blockwise_reference(x, (1, group), fmt, pow2_scales)
+
+
+def per_block_reference(x, tile=128, fmt="e4m3", pow2_scales=False) -> QTensor:
+    """`tile` x `tile` blocks (DeepGEMM's per_block_cast_to_fp8)."""
+    return blockwise_reference(x, (tile, tile), fmt, pow2_scales)
+
+
+def interleaved_reference(q: QTensor) -> np.ndarray:
+    """The interleaved layout of a (1, group) QTensor: per row, each group's codes followed by
+    the 4 bytes of its float32 scale."""
+    q = q.to_host()
+    rows, group = q.codes.shape[0], q.block[1]
+    codes = q.codes.reshape(rows, -1, group)
+    scales = np.ascontiguousarray(q.scales, np.float32).view(np.uint8).reshape(rows, -1, 4)
+    return np.concatenate([codes, scales], axis=2).reshape(rows, -1)

@@ -150,9 +150,11 @@ def chapter01_absmax(sizes=None, repeats: int = 50, out_dir=None) -> Path:
     return path
 
 
-def _torch_compiled(kind, x, scale):
+def _torch_compiled(kind, x, scale, bf16=False):
     def build(torch):
         t = torch.as_tensor(x, device="cuda")
+        if bf16:
+            t = t.to(torch.bfloat16)
 
         def per_tensor_static(v):
             return (v / scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
@@ -161,21 +163,25 @@ def _torch_compiled(kind, x, scale):
             s = v.abs().amax().clamp(min=2.0**-40) / 448.0
             return (v / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn), s
 
-        def per_row(v):
-            s = v.abs().amax(dim=1, keepdim=True).clamp(min=2.0**-40) / 448.0
-            return (v / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn), s
+        def per_channel(dim):
+            def fn(v):
+                s = v.abs().amax(dim=dim, keepdim=True).clamp(min=2.0**-40) / 448.0
+                return (v / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn), s
+            return fn
 
-        fn = torch.compile({"static": per_tensor_static, "dynamic": per_tensor_dynamic, "rows": per_row}[kind])
+        fn = torch.compile({"static": per_tensor_static, "dynamic": per_tensor_dynamic,
+                            "rows": per_channel(1), "columns": per_channel(0)}[kind])
         return lambda: fn(t)
     return build
 
 
 def chapter02_quantize(repeats: int = 50, out_dir=None) -> Path:
-    """Per-tensor (static, dynamic) and per-channel quantization of 32768x4096 float32 to
-    E4M3, against torch.compile of the same computation. What is timed: our launches on
-    preallocated outputs. Bytes counted: logical 4 + 1 per element; the dynamic rows also
-    give the bytes actually moved (x is read twice: 4 + 4 + 1)."""
-    from . import quantize
+    """Per-tensor (static, dynamic) and per-channel (rows, columns) quantization of 32768x4096
+    float32 to E4M3, against torch.compile of the same computation. What is timed: our
+    launches on preallocated outputs. Bytes counted: logical 4 + 1 per element; the rows that
+    read x twice (dynamic per-tensor, per-column) also give the bytes actually moved (4 + 4 + 1);
+    bfloat16 input: 2 + 1."""
+    from . import per_channel, per_tensor, scaling
 
     m, k = 32768, 4096
     n = m * k
@@ -186,41 +192,148 @@ def chapter02_quantize(repeats: int = 50, out_dir=None) -> Path:
     codes2d = cuda.device_array((m, k), np.uint8)
     scale_arr = cuda.to_device(np.array([0.05], np.float32))
     scales1 = cuda.device_array(1, np.float32)
-    partials = cuda.device_array(quantize._blocks(n), np.float32)
+    partials = cuda.device_array(scaling.grid_blocks(n), np.float32)
     counter = cuda.to_device(np.zeros(1, np.int32))
     amax = cuda.device_array(1, np.float32)
+    row_scales = cuda.device_array((m, 1), np.float32)
+    col_scales = cuda.device_array((1, k), np.float32)
+    amax_bits = cuda.device_array(k, np.int32)
     fmt = fp8.E4M3
 
     def dynamic():
-        kernel = quantize._finite_amax_vec4 if quantize.aligned16(flat) else quantize._finite_amax_scalar
-        kernel[partials.size, quantize.THREADS](flat, partials, counter, amax)
-        quantize.per_tensor_into(flat, amax, codes, scales1, fmt, dynamic=True)
+        scaling.finite_amax_into(flat, partials, counter, amax)
+        per_tensor.per_tensor_into(flat, amax, codes, scales1, fmt, dynamic=True)
 
-    row_scales = cuda.device_array((m, 1), np.float32)
+    import ml_dtypes
+
+    x_bf16 = cuda.to_device(x.copy_to_host().astype(ml_dtypes.bfloat16).view(np.uint16))  # its bits
+
+    def static_bf16():
+        per_tensor.per_tensor_into(x_bf16.reshape(n), scale_arr, codes, scales1, fmt, False)
+
+    def per_row_bf16():
+        per_channel.per_channel_into(x_bf16, 0, codes2d, row_scales, amax_bits, fmt)
+
+    def columns():  # three launches: zero the column maxima, find them, encode
+        per_channel.per_channel_into(x, 1, codes2d, col_scales, amax_bits, fmt)
+
+    def static():
+        per_tensor.per_tensor_into(flat, scale_arr, codes, scales1, fmt, False)
+
+    def per_row():
+        per_channel.per_channel_into(x, 0, codes2d, row_scales, amax_bits, fmt)
+
     cases = [
-        ("static per-tensor (ours)", lambda: quantize.per_tensor_into(flat, scale_arr, codes, scales1, fmt, False), n * 5),
+        ("static per-tensor (ours)", static, n * 5),
         ("dynamic per-tensor (ours), logical bytes", dynamic, n * 5),
         ("dynamic per-tensor (ours), bytes moved", dynamic, n * 9),
-        ("per-channel rows (ours)", lambda: quantize._per_row_kernel(fmt)[quantize.reduction._grid_blocks(m, 1),
-                                                                         quantize.THREADS](x, codes2d, row_scales), n * 5),
+        ("per-channel rows (ours)", per_row, n * 5),
+        ("per-channel columns (ours), logical bytes", columns, n * 5),
+        ("per-channel columns (ours), bytes moved", columns, n * 9),
+        ("static per-tensor, bf16 in (ours)", static_bf16, n * 3),
+        ("per-channel rows, bf16 in (ours)", per_row_bf16, n * 3),
     ]
-    rows, total = [], len(cases) + 3
+    peers = [("torch.compile static per-tensor", "static", False),
+             ("torch.compile dynamic per-tensor", "dynamic", False),
+             ("torch.compile per-channel rows", "rows", False), ("torch.compile per-channel columns", "columns", False),
+             ("torch.compile static per-tensor, bf16 in", "static", True),
+             ("torch.compile per-channel rows, bf16 in", "rows", True)]
+    rows, total = [], len(cases) + len(peers)
     for step, (label, fn, nbytes) in enumerate(cases, 1):
         _progress(step, total, label)
         rows.append(bench.make_row(label, bench.time_cuda(fn, repeats=repeats), shape=[m, k], nbytes=nbytes))
-    for step, (label, kind) in enumerate([("torch.compile static per-tensor", "static"),
-                                          ("torch.compile dynamic per-tensor", "dynamic"),
-                                          ("torch.compile per-channel rows", "rows")], len(cases) + 1):
+    for step, (label, kind, bf16) in enumerate(peers, len(cases) + 1):
         _progress(step, total, label)
-        rows.append(bench.bench_peer(label, "torch", _torch_compiled(kind, x, 0.05), shape=[m, k],
-                                     nbytes=n * 5, repeats=repeats))
+        rows.append(bench.bench_peer(label, "torch", _torch_compiled(kind, x, 0.05, bf16), shape=[m, k],
+                                     nbytes=n * (3 if bf16 else 5), repeats=repeats))
     path = bench.record_results("ch02_quantize", rows, shapes=[[m, k]], out_dir=out_dir)
-    fig = plotting.throughput_plot(bench.load_results(path), x="bytes", y="tbps")
+    fig = plotting.throughput_bars(bench.load_results(path))
     plotting.save(fig, path.with_suffix(".png"))
     return path
 
 
-SWEEPS = {"00": chapter00_encode, "01": chapter01_absmax, "02": chapter02_quantize}
+def _torch_compiled_blocks(kind, x, bf16=False):
+    m, k = x.shape
+
+    def build(torch):
+        t = torch.as_tensor(x, device="cuda")
+        if bf16:
+            t = t.to(torch.bfloat16)
+
+        def groups(v):  # DeepGEMM's per_token_cast_to_fp8
+            g = v.view(m, k // 128, 128)
+            s = g.abs().amax(dim=-1, keepdim=True).clamp(min=2.0**-40) / 448.0
+            return (g / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).view(m, k), s.squeeze(-1)
+
+        def tiles(v):  # DeepGEMM's per_block_cast_to_fp8
+            g = v.view(m // 128, 128, k // 128, 128)
+            s = g.abs().amax(dim=(1, 3), keepdim=True).clamp(min=2.0**-40) / 448.0
+            return (g / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).view(m, k), s.view(m // 128, k // 128)
+
+        fn = torch.compile({"groups": groups, "tiles": tiles}[kind])
+        return lambda: fn(t)
+    return build
+
+
+def chapter04_blockwise(repeats: int = 50, out_dir=None) -> Path:
+    """1 x 128 and 128 x 128 quantization of 32768x4096 float32 (and bfloat16) to E4M3: scale
+    layouts, software vs hardware encoder, against torch.compile of DeepGEMM's reference casts.
+    Timed: our launch on preallocated outputs. Bytes counted (logical, read + written):
+    n * (in + 1) plus 4 bytes per scale: 4 / 128 per element for 1 x 128, 4 / 16384 for 128 x 128."""
+    import ml_dtypes
+
+    from . import blockwise
+
+    m, k = 32768, 4096
+    n = m * k
+    rng = np.random.default_rng(4)
+    x = _random_device((m, k), rng)
+    x_bf16 = cuda.to_device(x.copy_to_host().astype(ml_dtypes.bfloat16).view(np.uint16))
+    codes = cuda.device_array((m, k), np.uint8)
+    group_scales = cuda.device_array((m, k // 128), np.float32)
+    m_major = cuda.device_array((k // 128, m), np.float32)
+    tile_scales = cuda.device_array((m // 128, k // 128), np.float32)
+    buf = cuda.device_array((m, k // 128 * 132), np.uint8)
+    fmt = fp8.E4M3
+    groups_bytes = lambda size_in: n * (size_in + 1) + n // 128 * 4  # noqa: E731
+    tiles_bytes = lambda size_in: n * (size_in + 1) + n // 16384 * 4  # noqa: E731
+
+    def run(d, bm, out, scales, **kw):
+        return lambda: blockwise.blockwise_into(d, bm, 128, out, scales, fmt, **kw)
+
+    cases = [
+        ("1x128 (ours)", run(x, 1, codes, group_scales), groups_bytes(4)),
+        ("1x128, M-major scales (ours)", run(x, 1, codes, m_major, layout="m_major"), groups_bytes(4)),
+        ("1x128, interleaved scales (ours)", run(x, 1, buf, group_scales, layout="interleaved"), groups_bytes(4)),
+        ("1x128, power-of-two scales (ours)", run(x, 1, codes, group_scales, pow2=True), groups_bytes(4)),
+        ("128x128 (ours)", run(x, 128, codes, tile_scales), tiles_bytes(4)),
+        ("1x128, bf16 in (ours)", run(x_bf16, 1, codes, group_scales), groups_bytes(2)),
+        ("128x128, bf16 in (ours)", run(x_bf16, 128, codes, tile_scales), tiles_bytes(2)),
+    ]
+    if fp8.hardware_fp8_available():
+        cases += [("1x128, software encoder (ours)", run(x, 1, codes, group_scales, encoder="software"),
+                   groups_bytes(4)),
+                  ("128x128, software encoder (ours)", run(x, 128, codes, tile_scales, encoder="software"),
+                   tiles_bytes(4))]
+    peers = [("torch.compile 1x128", "groups", False, groups_bytes(4)),
+             ("torch.compile 128x128", "tiles", False, tiles_bytes(4)),
+             ("torch.compile 1x128, bf16 in", "groups", True, groups_bytes(2)),
+             ("torch.compile 128x128, bf16 in", "tiles", True, tiles_bytes(2))]
+    rows, total = [], len(cases) + len(peers)
+    for step, (label, fn, nbytes) in enumerate(cases, 1):
+        _progress(step, total, label)
+        rows.append(bench.make_row(label, bench.time_cuda(fn, repeats=repeats), shape=[m, k], nbytes=nbytes))
+    for step, (label, kind, bf16, nbytes) in enumerate(peers, len(cases) + 1):
+        _progress(step, total, label)
+        rows.append(bench.bench_peer(label, "torch", _torch_compiled_blocks(kind, x, bf16), shape=[m, k],
+                                     nbytes=nbytes, repeats=repeats))
+    path = bench.record_results("ch04_blockwise", rows, shapes=[[m, k]], out_dir=out_dir)
+    plotting.save(plotting.throughput_bars(bench.load_results(path)), path.with_suffix(".png"))
+    return path
+
+
+SWEEPS = {"00": chapter00_encode, "01": chapter01_absmax, "02": chapter02_quantize, "03": chapter02_quantize,
+          "04": chapter04_blockwise}
 
 
 def run(chapter: str | None = None) -> list[Path]:

@@ -151,8 +151,6 @@ def _float32_bits_of(value: float) -> int:
 
 _E4M3_MAX_BITS = _float32_bits_of(E4M3.max)
 _E5M2_MAX_BITS = _float32_bits_of(E5M2.max)
-_E4M3_MIN_NORMAL_BITS = _float32_bits_of(E4M3.min_normal)
-_E5M2_MIN_NORMAL_BITS = _float32_bits_of(E5M2.min_normal)
 
 # -- device functions (GPU or simulator) --------------------------------------------------
 
@@ -262,30 +260,34 @@ if not ON_SIMULATOR:
         """float32 -> E5M2 code with the hardware's cvt.rn.satfinite (needs CC >= 8.9)."""
         return cvt_float_to_fp8(numba.float32(x), saturation_t.SATFINITE, fp8_interpretation_t.E5M2)
 
-    # The quotient encoders on the hardware conversion: cvt rounds q = x / scale, which is
-    # right unless q is exactly an FP8 midpoint (the low mantissa bits that FP8 drops are
-    # 100...0) or lands in FP8's subnormal range; those rare cases take the exact path above.
+    # The quotient encoders on the hardware conversion, without a branch. cvt rounds a
+    # float32 to nearest, so handing it q = x / scale (rounded once already) would round
+    # twice. Instead it gets q rounded *to odd*: the exact quotient truncated to float32, with
+    # its last bit set if anything was cut off. A value rounded to odd with at least two more
+    # bits than the target rounds to nearest exactly as the exact value would (the odd last
+    # bit stands for "a little more", so no false tie can appear), and float32's 24 bits are
+    # far more than FP8's 4. The remainder x - q * scale (one FMA, sign exact) says on which
+    # side of q the exact quotient lies, so truncating is q or the float32 just below it.
 
-    def _hardware_quotient_encoder(interpretation, dropped_bits, min_normal_bits, exact_encoder):
-        mask = (1 << dropped_bits) - 1
-        half = 1 << (dropped_bits - 1)
-
+    def _hardware_quotient_encoder(interpretation):
         @cuda.jit(device=True)
         def encode(x, scale):
             q = numba.float32(x) / numba.float32(scale)
-            a = float32_bits(q) & 0x7FFFFFFF
-            if a & mask == half or a < min_normal_bits:
-                return exact_encoder(x, scale)
-            return cvt_float_to_fp8(q, saturation_t.SATFINITE, interpretation)
+            r = cuda.fma(-q, numba.float32(scale), numba.float32(x))
+            bits = float32_bits(q)
+            a = bits & 0x7FFFFFFF
+            if r != 0 and 0 < a < 0x7F800000:  # inexact, q finite and not 0 (inf and NaN convert as they are)
+                beyond = (r > 0) == (q > 0)  # |exact quotient| > |q|
+                a = (a if beyond else a - 1) | 1  # truncate towards zero, then set the odd bit
+            return cvt_float_to_fp8(bits_float32((bits & -0x80000000) | a), saturation_t.SATFINITE,
+                                    interpretation)
 
         return encode
 
-    encode_e4m3_quotient_hw = _hardware_quotient_encoder(
-        fp8_interpretation_t.E4M3, 23 - 3, _E4M3_MIN_NORMAL_BITS, encode_e4m3_quotient)
-    encode_e4m3_quotient_hw.__doc__ = "encode_e4m3_quotient, identical codes, mostly through the hardware conversion."
-    encode_e5m2_quotient_hw = _hardware_quotient_encoder(
-        fp8_interpretation_t.E5M2, 23 - 2, _E5M2_MIN_NORMAL_BITS, encode_e5m2_quotient)
-    encode_e5m2_quotient_hw.__doc__ = "encode_e5m2_quotient, identical codes, mostly through the hardware conversion."
+    encode_e4m3_quotient_hw = _hardware_quotient_encoder(fp8_interpretation_t.E4M3)
+    encode_e4m3_quotient_hw.__doc__ = "encode_e4m3_quotient, identical codes, through the hardware cvt."
+    encode_e5m2_quotient_hw = _hardware_quotient_encoder(fp8_interpretation_t.E5M2)
+    encode_e5m2_quotient_hw.__doc__ = "encode_e5m2_quotient, identical codes, through the hardware cvt."
 
 else:
 

@@ -1,0 +1,399 @@
+"""Chapter 04: fine-grained (block) FP8 quantization, DeepSeek-V3 / DeepGEMM style.
+
+One scale per tile of the matrix: 1 x 128 groups along a row for activations (one scale per
+token and 128 channels: an outlier channel inflates only its own group's scale), 128 x 128
+squares for weights. The meaning is chapter 02's QTensor with ``block = (bm, bn)``:
+``x[i, j] ~= decode(codes[i, j]) * scales[i // bm, j // bn]``; edge tiles that do not fill a
+whole block get their own scale.
+
+Two kernels do the work on the fast path (float32 or bfloat16, rows a multiple of 4 long):
+
+* :func:`row_group_kernel` for (1, bn) blocks: a warp's 32 lanes read 128 consecutive
+  values (one ``load4`` each), so a 1 x 128 group is exactly one warp-load; a warp takes
+  several groups per trip and issues all their loads before the first shuffle. The group's
+  amax is chapter 01's ``warp_max`` (or its first steps, for groups narrower than 128), the
+  codes are packed 4 to a word with chapter 02's ``pack4``. Three scale layouts: a separate
+  (M, N / bn) array, the same transposed (M-major, the layout DeepGEMM's GEMM reads), or
+  interleaved with the codes (each group's codes followed by its scale).
+* :func:`tile_kernel` for (bm, bn) tiles with bm > 1: a thread block holds a whole tile in
+  registers, ``block_max`` gives its amax, and every thread encodes what it holds: the tile
+  is read from memory once.
+
+Everything else (odd row lengths, float16/float64, misaligned views) takes
+:func:`general_kernel`: one thread block per tile, one element per thread at a time.
+All match :func:`tutorial.reference.blockwise_reference` bit for bit, codes and scales.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float32, uint32
+
+from . import fp8, reduction
+from .bitcast import bits_float32, float32_bits
+from .device import ON_SIMULATOR
+from .loads import BF16, load4
+from .per_tensor import pack4
+from .qtensor import EPS, QTensor
+from .reduction import FULL_MASK, WARP, block_max, warp_max
+from .scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
+                      scale_from_amax, vec4_ready, widen_bf16)
+
+LAYOUTS = ("separate", "m_major", "interleaved")
+TILE_THREADS = 64 if ON_SIMULATOR else 512  # a 128 x 128 tile is 32 floats per thread at 512
+LOADS_PER_TRIP = 4  # 16-byte loads a lane issues before its first shuffle: hides memory latency
+_EPS32 = float32(EPS)
+
+
+# -- scales --------------------------------------------------------------------------------------
+
+@cuda.jit(device=True)
+def pow2_scale_from_amax(amax, fmax):
+    """The smallest power of two s with max(amax, EPS) / s <= fmax: a UE8M0 scale (MX formats,
+    DeepSeek-V3.1), rounded up so that nothing saturates. Exact: products by powers of two are."""
+    a = max(float32(amax), _EPS32)
+    s = bits_float32(float32_bits(a / float32(fmax)) & 0x7F800000)  # 2^floor(log2(a / fmax))
+    if s * float32(fmax) < a:  # also catches a / fmax rounding down onto a power of two
+        s = s * float32(2.0)
+    return s
+
+
+def _scale_rule(pow2: bool):
+    return pow2_scale_from_amax if pow2 else scale_from_amax
+
+
+@cuda.jit(device=True)
+def lanes_max(v, lanes):
+    """The maximum of `v` over each aligned group of `lanes` neighbouring lanes (a power of two
+    up to 32), to every lane of the group: the first log2(lanes) steps of warp_max's
+    butterfly, smallest offsets last. With lanes == 32 it is warp_max itself."""
+    if lanes == WARP:
+        return warp_max(v)
+    offset = lanes // 2
+    while offset > 0:
+        v = max(v, cuda.shfl_xor_sync(FULL_MASK, v, offset))
+        offset //= 2
+    return v
+
+
+@cuda.jit(device=True)
+def finite_amax4(a, b, c, d):
+    return max(max(finite_abs(a), finite_abs(b)), max(finite_abs(c), finite_abs(d)))
+
+
+# -- (1, bn) groups ------------------------------------------------------------------------------
+
+def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encode=None):
+    """A kernel for (1, bn) blocks over a matrix whose rows are whole groups (N % bn == 0).
+
+    Launch with 1-D blocks of a multiple of 32 threads. Arguments:
+      x: the matrix flattened to 1-D, read with `load` (load4: float32, 16-byte aligned;
+         load4_bf16: bfloat16 bits, 8-byte aligned).
+      out: uint32 words. "separate" and "m_major": the codes (M, N) viewed as uint32 and
+         flattened. "interleaved": each group's bn / 4 code words followed by one word holding
+         its scale's float32 bits.
+      scales: float32, flattened: (M, N / bn) row-major for "separate", (N / bn, M) for
+         "m_major" (scale of row i, group j at j * M + i); unused for "interleaved".
+      rows: M, so that the m_major position of a scale can be found.
+    The flat matrix is cut into warp tiles of 128 * per_lane values (one load4 per lane per
+    tile part); a group is a whole tile (bn >= 128) or the share of bn / 4 lanes (bn < 128).
+    Sizes are baked in, so the loops unroll and `vals` lives in registers.
+    """
+    if bn % 4 or not (bn % 128 == 0 or 128 % bn == 0) or bn < 16:
+        raise ValueError(f"row_group_kernel: bn must be 16, 32, 64 or a multiple of 128, got {bn}")
+    encode = encode or quotient_encoder(fmt)
+    fmax = float32(fmt.max)
+    lanes = min(WARP, bn // 4)  # lanes that share one group
+    per_lane = max(1, bn // 128)  # load4s per lane per group
+    tiles_per_trip = max(1, LOADS_PER_TRIP // per_lane)
+    tile = 128 * per_lane  # values a warp covers per tile
+    held = tiles_per_trip * per_lane  # load4s a lane holds per trip (a constant: local array size)
+    group_words = bn // 4 + (1 if layout == "interleaved" else 0)
+    scale_of = _scale_rule(pow2)
+
+    def build():
+        @cuda.jit(device=True)
+        def word_index(e, group):
+            """The output word of values e .. e + 3 (all in `group`)."""
+            if layout == "interleaved":
+                return group * group_words + (e - group * bn) // 4
+            return e // 4
+
+        @cuda.jit(device=True)
+        def store_scale(out, scales, group, groups_per_row, rows, scale):
+            if layout == "interleaved":
+                out[group * group_words + bn // 4] = uint32(float32_bits(scale))
+            elif layout == "m_major":
+                row = group // groups_per_row
+                scales[(group - row * groups_per_row) * rows + row] = scale
+            else:
+                scales[group] = scale
+
+        @cuda.jit
+        def kernel(x, out, scales, rows):
+            total = x.size
+            n_tiles = (total + tile - 1) // tile
+            groups_per_row = total // rows // bn
+            lane = cuda.threadIdx.x % WARP
+            warp = (cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x) // WARP
+            n_warps = cuda.gridDim.x * cuda.blockDim.x // WARP
+            vals = cuda.local.array((held, 4), float32)
+            t0 = warp * tiles_per_trip
+            while t0 < n_tiles:  # the same for every lane of a warp
+                for u in range(tiles_per_trip):  # every load of the trip first ...
+                    for p in range(per_lane):
+                        e = (t0 + u) * tile + 128 * p + 4 * lane
+                        k = u * per_lane + p
+                        if e < total:
+                            vals[k, 0], vals[k, 1], vals[k, 2], vals[k, 3] = load(x, e)
+                        else:
+                            vals[k, 0] = vals[k, 1] = vals[k, 2] = vals[k, 3] = float32(0.0)
+                for u in range(tiles_per_trip):  # ... then one group (or several) at a time
+                    first = (t0 + u) * tile + 4 * lane  # this lane's first value in the tile
+                    group = first // bn
+                    # BEGIN SOLUTION: the group's finite amax (finite_amax4 over this lane's vals, then lanes_max over the group's lanes), its scale (scale_of), the group's first lane stores it with store_scale, then every lane stores pack4 of its encoded values at out[word_index(e, group)]
+                    m = float32(0.0)
+                    for p in range(per_lane):
+                        k = u * per_lane + p
+                        m = max(m, finite_amax4(vals[k, 0], vals[k, 1], vals[k, 2], vals[k, 3]))
+                    scale = scale_of(lanes_max(m, lanes), fmax)
+                    if lane % lanes == 0 and first < total:
+                        store_scale(out, scales, group, groups_per_row, rows, scale)
+                    for p in range(per_lane):
+                        k = u * per_lane + p
+                        e = first + 128 * p
+                        if e < total:
+                            out[word_index(e, group)] = pack4(encode(vals[k, 0], scale), encode(vals[k, 1], scale),
+                                                              encode(vals[k, 2], scale), encode(vals[k, 3], scale))
+                    # END SOLUTION
+                t0 += n_warps * tiles_per_trip
+
+        return kernel
+
+    key = ("groups", fmt.name, bn, load.__name__, layout, pow2, id(encode))
+    return cached_kernel(key, build)
+
+
+# -- (bm, bn) tiles --------------------------------------------------------------------------
+
+def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None):
+    """A kernel for (bm, bn) tiles, one thread block per tile at a time, the tile in registers.
+
+    Launch with `threads` threads per block (a multiple of 32, bn / 4 dividing it). Arguments:
+      x: the matrix flattened to 1-D, read 4 values at a time with `load`; cols % 4 == 0.
+      cols: N. rows: M. Edge tiles are smaller: values past M or N are left out.
+      words: the codes viewed as uint32 and flattened.
+      scales: float32 (ceil(M / bm), ceil(N / bn)), flattened.
+    Thread t owns the 4-value column group t % (bn / 4) of the tile, in rows t // (bn / 4),
+    + threads / (bn / 4), ...: a warp reads whole 512-byte row segments.
+    """
+    groups_per_row = bn // 4
+    if bn % 4 or threads % groups_per_row or threads % WARP:
+        raise ValueError(f"tile_kernel: bn / 4 = {groups_per_row} must divide threads = {threads}")
+    encode = encode or quotient_encoder(fmt)
+    fmax = float32(fmt.max)
+    row_step = threads // groups_per_row  # tile rows covered by one pass of the block
+    per_thread = -(-bm // row_step)
+    scale_of = _scale_rule(pow2)
+
+    def build():
+        @cuda.jit
+        def kernel(x, rows, cols, words, scales):
+            tiles_across = (cols + bn - 1) // bn
+            n_tiles = ((rows + bm - 1) // bm) * tiles_across
+            t = cuda.threadIdx.x
+            gc = t % groups_per_row
+            r0 = t // groups_per_row
+            vals = cuda.local.array((per_thread, 4), float32)
+            for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):  # the same for the whole block
+                ti = tile // tiles_across
+                c = (tile - ti * tiles_across) * bn + 4 * gc
+                # BEGIN SOLUTION: load this thread's rows of the tile into vals (zeros outside the matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]), then store pack4 of the encoded values
+                m = float32(0.0)
+                for u in range(per_thread):
+                    r = ti * bm + r0 + u * row_step
+                    if r0 + u * row_step < bm and r < rows and c < cols:
+                        vals[u, 0], vals[u, 1], vals[u, 2], vals[u, 3] = load(x, r * cols + c)
+                    else:
+                        vals[u, 0] = vals[u, 1] = vals[u, 2] = vals[u, 3] = float32(0.0)
+                    m = max(m, finite_amax4(vals[u, 0], vals[u, 1], vals[u, 2], vals[u, 3]))
+                scale = scale_of(block_max(m), fmax)
+                if t == 0:
+                    scales[tile] = scale
+                for u in range(per_thread):
+                    r = ti * bm + r0 + u * row_step
+                    if r0 + u * row_step < bm and r < rows and c < cols:
+                        words[(r * cols + c) // 4] = pack4(encode(vals[u, 0], scale), encode(vals[u, 1], scale),
+                                                           encode(vals[u, 2], scale), encode(vals[u, 3], scale))
+                # END SOLUTION
+
+        return kernel
+
+    key = ("tiles", fmt.name, bm, bn, threads, load.__name__, pow2, id(encode))
+    return cached_kernel(key, build)
+
+
+# -- anything else ---------------------------------------------------------------------------
+
+def general_kernel(fmt, pow2=False, encode=None):
+    """Any block shape, dtype (float16/32/64) and alignment: one thread block per tile at a
+    time, one element per thread per trip; scales (ceil(M / bm), ceil(N / bn)) row-major."""
+    encode = encode or quotient_encoder(fmt)
+    fmax = float32(fmt.max)
+    scale_of = _scale_rule(pow2)
+
+    def build():
+        @cuda.jit
+        def kernel(x, bm, bn, codes, scales):
+            rows, cols = x.shape
+            tiles_across = scales.shape[1]
+            for tile in range(cuda.blockIdx.x, scales.size, cuda.gridDim.x):  # the same for the whole block
+                ti = tile // tiles_across
+                r0 = ti * bm
+                c0 = (tile - ti * tiles_across) * bn
+                h = min(bm, rows - r0)
+                w = min(bn, cols - c0)
+                m = float32(0.0)
+                for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
+                    m = max(m, finite_abs(x[r0 + k // w, c0 + k % w]))
+                scale = scale_of(block_max(m), fmax)
+                if cuda.threadIdx.x == 0:
+                    scales[ti, tile - ti * tiles_across] = scale
+                for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
+                    codes[r0 + k // w, c0 + k % w] = encode(x[r0 + k // w, c0 + k % w], scale)
+
+        return kernel
+
+    return cached_kernel(("general", fmt.name, pow2, id(encode)), build)
+
+
+# -- host functions ------------------------------------------------------------------------------
+
+def _check_block(block, name):
+    try:
+        bm, bn = (int(b) for b in block)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: block must be two positive sizes (bm, bn), got {block!r}") from None
+    if bm <= 0 or bn <= 0:
+        raise ValueError(f"{name}: block must be two positive sizes (bm, bn), got {tuple(block)}")
+    return bm, bn
+
+
+def _grid(work_items: int, per_block: int) -> int:
+    return reduction._grid_blocks(work_items, per_block)
+
+
+def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False, encoder="auto"):
+    """The launch of :func:`quantize_blockwise` on preallocated device arrays.
+
+    d: (M, N) device array. out: the codes, (M, N) uint8, or for the interleaved layout the
+    buffer, uint8 (M, N / bn * (bn + 4)). scales: float32 (ceil(M / bm), ceil(N / bn)), or
+    (N / bn, M) for "m_major"; ignored for "interleaved". `encoder`: "auto" (the hardware
+    conversion where there is one), "software" or "hardware"."""
+    fmt = fp8.as_format(fmt)
+    rows, cols = d.shape
+    encode = _encoder(fmt, encoder)
+    fast = vec4_ready(d)
+    if fast and bm == 1 and cols % bn == 0 and (bn % 128 == 0 or (128 % bn == 0 and bn >= 16)):
+        kernel = row_group_kernel(fmt, bn, loader(d), layout, pow2, encode)
+        work = rows * cols // (128 * max(1, bn // 128) * max(1, LOADS_PER_TRIP // max(1, bn // 128)))
+        blocks = _grid(max(1, work), reduction.THREADS // WARP)
+        flat_scales = scales.reshape(scales.size)
+        kernel[blocks, reduction.THREADS](d.reshape(rows * cols), out.reshape(out.size).view(np.uint32),
+                                         flat_scales, rows)
+        return
+    if layout != "separate":
+        raise ValueError(f"quantize_blockwise: layout {layout!r} needs float32 or bfloat16 rows that are whole "
+                         f"groups: block (1, bn) with bn in 16, 32, 64 or a multiple of 128, N % bn == 0; "
+                         f"got block ({bm}, {bn}) on shape {tuple(d.shape)}")
+    threads = max(TILE_THREADS, bn // 4) if bn % 4 == 0 else 0
+    if fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads <= 1024:
+        kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode)
+        blocks = min(_grid(scales.size, 1), 2 * _sms())
+        kernel[blocks, threads](d.reshape(rows * cols), rows, cols, out.reshape(out.size).view(np.uint32),
+                                scales.reshape(scales.size))
+        return
+    if np.dtype(d.dtype) == BF16:
+        d = widen_bf16(d)
+    general_kernel(fmt, pow2, encode)[_grid(scales.size, 1), 32 if ON_SIMULATOR else 256](d, bm, bn, out, scales)
+
+
+def _sms() -> int:
+    return 4 if ON_SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def _encoder(fmt, encoder):
+    if encoder == "auto":
+        return quotient_encoder(fmt)
+    if encoder == "software":
+        return {"e4m3": fp8.encode_e4m3_quotient, "e5m2": fp8.encode_e5m2_quotient}[fmt.name]
+    if encoder == "hardware":
+        if not fp8.hardware_fp8_available():
+            raise ValueError("quantize_blockwise: encoder='hardware' needs a GPU of compute capability >= 8.9")
+        return {"e4m3": fp8.encode_e4m3_quotient_hw, "e5m2": fp8.encode_e5m2_quotient_hw}[fmt.name]
+    raise ValueError(f"quantize_blockwise: encoder must be 'auto', 'software' or 'hardware', got {encoder!r}")
+
+
+def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scales_m_major=False,
+                       encoder="auto") -> QTensor:
+    """One scale per `block` tile of 2-D `x`: scales of shape (ceil(M / bm), ceil(N / bn)).
+
+    block: (1, 128) for activations (per token, 128 channels), (128, 128) for weights; any
+      positive sizes work, edge tiles get their own scale.
+    pow2_scales: power-of-two (UE8M0) scales, rounded up so that nothing saturates.
+    scales_m_major: for (1, bn) blocks, store the scales M-major (transposed, contiguous
+      along M, as DeepGEMM's GEMM reads them); the QTensor's scales are then a transposed
+      view, same shape and meaning.
+    encoder: "auto", "software" or "hardware" (identical codes; see tutorial.fp8).
+    Returns a QTensor on the host for numpy input, on the device for device input.
+    """
+    fmt = fp8.as_format(fmt)
+    bm, bn = _check_block(block, "quantize_blockwise")
+    d, from_host = as_device_float(x, "quantize_blockwise", ndim=2)
+    rows, cols = d.shape
+    grid_shape = (math.ceil(rows / bm), math.ceil(cols / bn))
+    codes = cuda.device_array((rows, cols), np.uint8)
+    if scales_m_major:
+        if bm != 1:
+            raise ValueError(f"quantize_blockwise: scales_m_major is for (1, bn) blocks, got block {(bm, bn)}")
+        stored = cuda.device_array((grid_shape[1], rows), np.float32)
+        blockwise_into(d, bm, bn, codes, stored, fmt, layout="m_major", pow2=pow2_scales, encoder=encoder)
+        scales = stored.T if not from_host else stored.copy_to_host().T
+    else:
+        scales = cuda.device_array(grid_shape, np.float32)
+        blockwise_into(d, bm, bn, codes, scales, fmt, pow2=pow2_scales, encoder=encoder)
+    if from_host:
+        return QTensor(codes.copy_to_host(), scales if scales_m_major else scales.copy_to_host(), fmt, (bm, bn))
+    return QTensor(codes, scales, fmt, (bm, bn))
+
+
+def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
+    """1 x `group` quantization into one buffer: each group's `group` codes followed by the 4
+    bytes of its float32 scale, uint8 of shape (M, N / group * (group + 4)). A reader of one
+    group then finds its scale in the same 128-byte lines. :func:`split_interleaved` turns it
+    back into a QTensor."""
+    fmt = fp8.as_format(fmt)
+    _, bn = _check_block((1, group), "quantize_groups_interleaved")
+    d, from_host = as_device_float(x, "quantize_groups_interleaved", ndim=2)
+    rows, cols = d.shape
+    if cols % bn:
+        raise ValueError(f"quantize_groups_interleaved: N = {cols} must be a multiple of group = {bn}")
+    buf = cuda.device_array((rows, cols // bn * (bn + 4)), np.uint8)
+    blockwise_into(d, 1, bn, buf, cuda.device_array(1, np.float32), fmt, layout="interleaved", pow2=pow2_scales)
+    return buf.copy_to_host() if from_host else buf
+
+
+def split_interleaved(buf, group, fmt="e4m3") -> QTensor:
+    """The QTensor (codes, scales) held in an interleaved buffer of :func:`quantize_groups_interleaved`."""
+    buf = np.asarray(buf.copy_to_host() if hasattr(buf, "copy_to_host") else buf)
+    rows = buf.shape[0]
+    per_group = buf.reshape(rows, -1, group + 4)
+    codes = np.ascontiguousarray(per_group[:, :, :group]).reshape(rows, -1)
+    scales = np.ascontiguousarray(per_group[:, :, group:]).view(np.float32).reshape(rows, -1)
+    return QTensor(codes, scales, fp8.as_format(fmt), (1, group))
+
+
+__all__ = ["quantize_blockwise", "quantize_groups_interleaved", "split_interleaved", "blockwise_into",
+           "pow2_scale_from_amax", "LAYOUTS"]

@@ -1,0 +1,149 @@
+"""Chapter 02: per-tensor FP8 quantization, static and dynamic.
+
+One scale for the whole tensor. Static quantization is given its scale (from calibration,
+:func:`calibrate`) and is one launch: the fused scale-and-encode pass. Dynamic quantization
+computes the scale from the tensor itself: chapter 01's one-launch reduction finds the finite
+amax, then the same encode pass turns the amax into the scale on the device (no copy back to
+the host in between) and encodes. Both match :func:`tutorial.reference.per_tensor_reference`
+bit for bit, codes and scales.
+
+The encode pass is memory-bound: per element it reads 4 bytes and writes 1. So it reads four
+floats with one 16-byte load (chapter 01's ``load4``) and writes their four codes with one
+32-bit store (:func:`pack4`): a store of one byte per thread would use a quarter of each
+memory transaction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float32, uint32
+
+from . import fp8
+from .loads import BF16, aligned16, load4
+from .qtensor import QTensor
+from .reduction import THREADS
+from .scaling import (as_device_float, cached_kernel, finite_amax, grid_blocks, loader, quotient_encoder,
+                      scale_from_amax, widen_bf16)
+
+
+@cuda.jit(device=True)
+def pack4(c0, c1, c2, c3):
+    """Four uint8 codes in one 32-bit word, c0 in the low byte: stored to a uint32 view of the
+    codes array, they land in memory as c0, c1, c2, c3 (the GPU is little-endian)."""
+    # BEGIN SOLUTION: widen each code to uint32, shift it to its byte, OR them together
+    # widen before shifting: a uint8 shifted left by 8 would overflow in numpy's typing rules
+    return uint32(c0) | (uint32(c1) << uint32(8)) | (uint32(c2) << uint32(16)) | (uint32(c3) << uint32(24))
+    # END SOLUTION
+
+
+def per_tensor_kernel(fmt, dynamic: bool):
+    """codes[i] = encode(x[i] / scale) over 1-D x, one element per thread per trip.
+
+    The general version, for any dtype, size and alignment. `amax_or_scale` is a one-element
+    device array: the amax (dynamic: the scale is computed here, by every thread, the same
+    float32 division) or the scale itself (static). scales[0] receives the scale used.
+    """
+    encode = quotient_encoder(fmt)
+    fmax = float32(fmt.max)
+
+    def build():
+        @cuda.jit
+        def kernel(x, amax_or_scale, codes, scales):
+            scale = scale_from_amax(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
+            if cuda.grid(1) == 0:
+                scales[0] = scale
+            for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+                codes[i] = encode(x[i], scale)
+
+        return kernel
+
+    return cached_kernel(("tensor", fmt.name, dynamic), build)
+
+
+def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4):
+    """The same 4 elements at a time: thread t handles words t, t + gridsize, ...
+
+    x: 1-D, x.size % 4 == 0, read with `load`: ``load4`` (float32, 16-byte aligned: one
+      16-byte load) or ``load4_bf16`` (bfloat16 bits, 8-byte aligned: one 8-byte load).
+    amax_or_scale: float32[1], as in :func:`per_tensor_kernel`.
+    words: the codes array viewed as uint32 (codes.view(np.uint32)): word g holds the codes
+      of x[4g : 4g + 4].
+    scales: float32[1], receives the scale.
+    """
+    encode = quotient_encoder(fmt)
+    fmax = float32(fmt.max)
+
+    def build():
+        @cuda.jit
+        def kernel(x, amax_or_scale, words, scales):
+            # BEGIN SOLUTION: the scale (from the amax with scale_from_amax if dynamic, else as given); thread 0 stores it in scales[0]; a grid-stride loop over the words: load the 4 values of word g, encode each, store their pack4
+            scale = scale_from_amax(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
+            start = cuda.grid(1)
+            if start == 0:
+                scales[0] = scale
+            for g in range(start, words.size, cuda.gridsize(1)):
+                a, b, c, d = load(x, 4 * g)
+                words[g] = pack4(encode(a, scale), encode(b, scale), encode(c, scale), encode(d, scale))
+            # END SOLUTION
+
+        return kernel
+
+    return cached_kernel(("tensor4", fmt.name, dynamic, load.__name__), build)
+
+
+def per_tensor_into(flat, given, codes, scales, fmt, dynamic: bool):
+    """The encode launch of :func:`quantize_per_tensor` on preallocated device arrays: `given`
+    holds the amax (dynamic) or the scale (static); scales[0] receives the scale used."""
+    fmt = fp8.as_format(fmt)
+    if aligned16(flat) and flat.size % 4 == 0:
+        words = codes.view(np.uint32)
+        kernel = per_tensor_kernel_vec4(fmt, dynamic, loader(flat))
+        kernel[grid_blocks(flat.size), THREADS](flat, given, words, scales)
+    else:
+        if np.dtype(flat.dtype) == BF16:
+            flat = widen_bf16(flat)
+        per_tensor_kernel(fmt, dynamic)[grid_blocks(flat.size), THREADS](flat, given, codes, scales)
+
+
+def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
+    """One scale for the whole tensor (any rank). `scale=None`: dynamic, from the finite amax of
+    `x`; a positive float: static. Returns a QTensor on the host for numpy input, on the
+    device for device input."""
+    fmt = fp8.as_format(fmt)
+    d, from_host = as_device_float(x, "quantize_per_tensor")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"quantize_per_tensor: scale must be a positive finite number, got {scale!r}")
+    if not d.is_c_contiguous():
+        raise ValueError(f"quantize_per_tensor: x must be contiguous, got strides {d.strides}")
+    flat = d.reshape(math.prod(d.shape))
+    given = cuda.to_device(np.array([scale], np.float32)) if scale is not None else finite_amax(flat)
+    codes = cuda.device_array(flat.size, np.uint8)
+    scales = cuda.device_array(1, np.float32)
+    per_tensor_into(flat, given, codes, scales, fmt, dynamic=scale is None)
+    q = QTensor(codes.reshape(d.shape), scales.reshape((1,) * len(d.shape)), fmt, tuple(d.shape))
+    return q.to_host() if from_host else q
+
+
+def calibrate(batches, percentile: float = 99.9) -> float:
+    """A static per-tensor scale's amax, from calibration data: the given percentile of the
+    per-batch finite amax values. Use it when a tensor's range is stable across inputs
+    (weights; activations of a trained model on representative data) and the cost or the
+    latency of a dynamic amax pass matters; the percentile keeps one freak batch from
+    setting the range. Pass the result to `scale_from_amax` (tutorial.qtensor) to get the
+    static scale. Batches beyond the calibrated range saturate."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"calibrate: percentile must be in (0, 100], got {percentile!r}")
+    maxima = []
+    for k, batch in enumerate(batches):
+        d, _ = as_device_float(batch, f"calibrate (batch {k})")
+        if not d.is_c_contiguous():
+            raise ValueError(f"calibrate: batch {k} must be contiguous")
+        maxima.append(float(finite_amax(d.reshape(math.prod(d.shape))).copy_to_host()[0]))
+    if not maxima:
+        raise ValueError("calibrate: no batches given")
+    return float(np.percentile(maxima, percentile))
+
+
+__all__ = ["quantize_per_tensor", "calibrate", "pack4", "per_tensor_into"]
