@@ -42,8 +42,10 @@ from .scaling import (as_device_float, cached_kernel, finite_abs, loader, quotie
                       scale_from_amax, vec4_ready, widen_bf16)
 
 LAYOUTS = ("separate", "m_major", "interleaved")
-TILE_THREADS = 64 if ON_SIMULATOR else 512  # a 128 x 128 tile is 32 floats per thread at 512
+TILE_THREADS = 64 if ON_SIMULATOR else 1024  # a 128 x 128 tile is 16 floats per thread; 512 threads: 1.57 TB/s, 1024: 2.13
 LOADS_PER_TRIP = 4  # 16-byte loads a lane issues before its first shuffle: hides memory latency
+GROUP_THREADS = 64 if ON_SIMULATOR else 512  # H100, 1 x 128 float32: 256 threads 2.52 TB/s, 512: 2.54-2.56
+TILE_MAX_REGISTERS = 32  # two 1024-thread tile blocks fit an SM (44 registers: one): 2.13 -> 2.20 TB/s
 _EPS32 = float32(EPS)
 
 
@@ -60,22 +62,32 @@ def pow2_scale_from_amax(amax, fmax):
     return s
 
 
+def _register_cap(max_registers):
+    """cuda.jit options capping registers per thread (the simulator has no registers)."""
+    return {} if ON_SIMULATOR or max_registers is None else {"max_registers": max_registers}
+
+
 def _scale_rule(pow2: bool):
     return pow2_scale_from_amax if pow2 else scale_from_amax
 
 
-@cuda.jit(device=True)
-def lanes_max(v, lanes):
-    """The maximum of `v` over each aligned group of `lanes` neighbouring lanes (a power of two
-    up to 32), to every lane of the group: the first log2(lanes) steps of warp_max's
-    butterfly, smallest offsets last. With lanes == 32 it is warp_max itself."""
+def lanes_max(lanes: int):
+    """The device function: the maximum of `v` over each aligned group of `lanes` neighbouring
+    lanes (a power of two up to 32), to every lane of the group. With lanes == 32 it is
+    chapter 01's warp_max; narrower groups take its butterfly's last log2(lanes) steps.
+    `lanes` is baked in, so the steps unroll into plain shuffles."""
     if lanes == WARP:
-        return warp_max(v)
-    offset = lanes // 2
-    while offset > 0:
-        v = max(v, cuda.shfl_xor_sync(FULL_MASK, v, offset))
-        offset //= 2
-    return v
+        return warp_max
+
+    @cuda.jit(device=True)
+    def group_max(v):
+        offset = lanes // 2
+        while offset > 0:
+            v = max(v, cuda.shfl_xor_sync(FULL_MASK, v, offset))
+            offset //= 2
+        return v
+
+    return group_max
 
 
 @cuda.jit(device=True)
@@ -85,7 +97,8 @@ def finite_amax4(a, b, c, d):
 
 # -- (1, bn) groups ------------------------------------------------------------------------------
 
-def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encode=None):
+def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encode=None,
+                     loads_per_trip=LOADS_PER_TRIP, whole=False, max_registers=None):
     """A kernel for (1, bn) blocks over a matrix whose rows are whole groups (N % bn == 0).
 
     Launch with 1-D blocks of a multiple of 32 threads. Arguments:
@@ -99,7 +112,9 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
       rows: M, so that the m_major position of a scale can be found.
     The flat matrix is cut into warp tiles of 128 * per_lane values (one load4 per lane per
     tile part); a group is a whole tile (bn >= 128) or the share of bn / 4 lanes (bn < 128).
-    Sizes are baked in, so the loops unroll and `vals` lives in registers.
+    Sizes are baked in, so the loops unroll and `vals` lives in registers. `whole`: the
+    matrix is a whole number of trips (M * N a multiple of 128 * loads_per_trip), so no load
+    or store needs a bounds check.
     """
     if bn % 4 or not (bn % 128 == 0 or 128 % bn == 0) or bn < 16:
         raise ValueError(f"row_group_kernel: bn must be 16, 32, 64 or a multiple of 128, got {bn}")
@@ -107,11 +122,12 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
     fmax = float32(fmt.max)
     lanes = min(WARP, bn // 4)  # lanes that share one group
     per_lane = max(1, bn // 128)  # load4s per lane per group
-    tiles_per_trip = max(1, LOADS_PER_TRIP // per_lane)
+    tiles_per_trip = max(1, loads_per_trip // per_lane)
     tile = 128 * per_lane  # values a warp covers per tile
     held = tiles_per_trip * per_lane  # load4s a lane holds per trip (a constant: local array size)
     group_words = bn // 4 + (1 if layout == "interleaved" else 0)
     scale_of = _scale_rule(pow2)
+    group_max = lanes_max(lanes)
 
     def build():
         @cuda.jit(device=True)
@@ -131,7 +147,7 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
             else:
                 scales[group] = scale
 
-        @cuda.jit
+        @cuda.jit(**_register_cap(max_registers))
         def kernel(x, out, scales, rows):
             total = x.size
             n_tiles = (total + tile - 1) // tile
@@ -146,25 +162,25 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
                     for p in range(per_lane):
                         e = (t0 + u) * tile + 128 * p + 4 * lane
                         k = u * per_lane + p
-                        if e < total:
+                        if whole or e < total:
                             vals[k, 0], vals[k, 1], vals[k, 2], vals[k, 3] = load(x, e)
                         else:
                             vals[k, 0] = vals[k, 1] = vals[k, 2] = vals[k, 3] = float32(0.0)
                 for u in range(tiles_per_trip):  # ... then one group (or several) at a time
                     first = (t0 + u) * tile + 4 * lane  # this lane's first value in the tile
                     group = first // bn
-                    # BEGIN SOLUTION: the group's finite amax (finite_amax4 over this lane's vals, then lanes_max over the group's lanes), its scale (scale_of), the group's first lane stores it with store_scale, then every lane stores pack4 of its encoded values at out[word_index(e, group)]
+                    # BEGIN SOLUTION: the group's finite amax (finite_amax4 over this lane's vals, then group_max over the group's lanes), its scale (scale_of), the group's first lane stores it with store_scale, then every lane stores pack4 of its encoded values at out[word_index(e, group)]
                     m = float32(0.0)
                     for p in range(per_lane):
                         k = u * per_lane + p
                         m = max(m, finite_amax4(vals[k, 0], vals[k, 1], vals[k, 2], vals[k, 3]))
-                    scale = scale_of(lanes_max(m, lanes), fmax)
-                    if lane % lanes == 0 and first < total:
+                    scale = scale_of(group_max(m), fmax)
+                    if lane % lanes == 0 and (whole or first < total):
                         store_scale(out, scales, group, groups_per_row, rows, scale)
                     for p in range(per_lane):
                         k = u * per_lane + p
                         e = first + 128 * p
-                        if e < total:
+                        if whole or e < total:
                             out[word_index(e, group)] = pack4(encode(vals[k, 0], scale), encode(vals[k, 1], scale),
                                                               encode(vals[k, 2], scale), encode(vals[k, 3], scale))
                     # END SOLUTION
@@ -172,13 +188,13 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
 
         return kernel
 
-    key = ("groups", fmt.name, bn, load.__name__, layout, pow2, id(encode))
+    key = ("groups", fmt.name, bn, load.__name__, layout, pow2, id(encode), loads_per_trip, whole, max_registers)
     return cached_kernel(key, build)
 
 
 # -- (bm, bn) tiles --------------------------------------------------------------------------
 
-def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None):
+def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None, max_registers=None):
     """A kernel for (bm, bn) tiles, one thread block per tile at a time, the tile in registers.
 
     Launch with `threads` threads per block (a multiple of 32, bn / 4 dividing it). Arguments:
@@ -199,7 +215,7 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
     scale_of = _scale_rule(pow2)
 
     def build():
-        @cuda.jit
+        @cuda.jit(**_register_cap(max_registers))
         def kernel(x, rows, cols, words, scales):
             tiles_across = (cols + bn - 1) // bn
             n_tiles = ((rows + bm - 1) // bm) * tiles_across
@@ -231,7 +247,7 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
 
         return kernel
 
-    key = ("tiles", fmt.name, bm, bn, threads, load.__name__, pow2, id(encode))
+    key = ("tiles", fmt.name, bm, bn, threads, load.__name__, pow2, id(encode), max_registers)
     return cached_kernel(key, build)
 
 
@@ -297,12 +313,14 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
     encode = _encoder(fmt, encoder)
     fast = vec4_ready(d)
     if fast and bm == 1 and cols % bn == 0 and (bn % 128 == 0 or (128 % bn == 0 and bn >= 16)):
-        kernel = row_group_kernel(fmt, bn, loader(d), layout, pow2, encode)
-        work = rows * cols // (128 * max(1, bn // 128) * max(1, LOADS_PER_TRIP // max(1, bn // 128)))
-        blocks = _grid(max(1, work), reduction.THREADS // WARP)
+        trip = 128 * max(1, bn // 128) * max(1, LOADS_PER_TRIP // max(1, bn // 128))  # values per warp-trip
+        whole = (rows * cols) % trip == 0
+        kernel = row_group_kernel(fmt, bn, loader(d), layout, pow2, encode, whole=whole)
+        work = -(-rows * cols // trip)
+        blocks = _grid(max(1, work), GROUP_THREADS // WARP)
         flat_scales = scales.reshape(scales.size)
-        kernel[blocks, reduction.THREADS](d.reshape(rows * cols), out.reshape(out.size).view(np.uint32),
-                                         flat_scales, rows)
+        kernel[blocks, GROUP_THREADS](d.reshape(rows * cols), out.reshape(out.size).view(np.uint32),
+                                      flat_scales, rows)
         return
     if layout != "separate":
         raise ValueError(f"quantize_blockwise: layout {layout!r} needs float32 or bfloat16 rows that are whole "
@@ -310,8 +328,9 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
                          f"got block ({bm}, {bn}) on shape {tuple(d.shape)}")
     threads = max(TILE_THREADS, bn // 4) if bn % 4 == 0 else 0
     if fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads <= 1024:
-        kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode)
-        blocks = min(_grid(scales.size, 1), 2 * _sms())
+        kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
+                             TILE_MAX_REGISTERS if threads == 1024 else None)
+        blocks = min(_grid(scales.size, 1), 4 * _sms())
         kernel[blocks, threads](d.reshape(rows * cols), rows, cols, out.reshape(out.size).view(np.uint32),
                                 scales.reshape(scales.size))
         return

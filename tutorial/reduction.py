@@ -344,7 +344,7 @@ def _on_device(x, name: str):
 
 
 def _grid_blocks(work_items: int, per_block: int) -> int:
-    """Enough blocks for `work_items` at `per_block` each, capped: 8 per SM on a GPU (the
+    """Enough blocks for `work_items` at `per_block` each, capped: BLOCKS_PER_SM per SM on a GPU (the
     kernels stride over the rest), 4 on the simulator (each simulated thread costs ~1 ms)."""
     cap = 4 if ON_SIMULATOR else BLOCKS_PER_SM * cuda.get_current_device().MULTIPROCESSOR_COUNT
     return max(1, min(cap, math.ceil(work_items / per_block)))
