@@ -8,7 +8,7 @@ Results a GPU leaves undefined (reading a lane that does not take part) are neve
 
 import numpy as np
 import pytest
-from numba import cuda
+from numba import cuda, int32
 
 import tutorial
 
@@ -321,3 +321,20 @@ def float16_shuffle_kernel(values, out):
 def test_shuffling_a_type_numba_rejects_is_an_error():
     with pytest.raises(Exception, match="32- and 64-bit"):
         float16_shuffle_kernel[1, 32](np.zeros(32, np.float16), np.zeros(32, np.float16))
+
+
+@cuda.jit
+def _shared_neighbour(out):
+    s = cuda.shared.array(64, int32)
+    t = cuda.threadIdx.x
+    s[t] = t
+    cuda.syncthreads()
+    out[t] = s[(t + 1) % 64]  # written by another thread: only right if the array is shared
+
+
+def test_every_thread_of_a_block_gets_the_same_shared_array():
+    expected = (np.arange(64) + 1) % 64
+    for launch in range(30):  # the simulator's unpatched look-up raced about one launch in ten
+        out = np.full(64, -1, np.int32)
+        _shared_neighbour[1, 64](out)
+        np.testing.assert_array_equal(out, expected, err_msg=f"launch {launch}")

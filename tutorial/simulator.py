@@ -370,6 +370,39 @@ def _patch_device_calls(kernel, kernelapi) -> None:
     kernel.FakeCUDAKernel.__call__ = __call__
 
 
+# -- shared arrays without a race ---------------------------------------------------------
+#
+# The simulator gives every thread of a block the same shared array by looking its call site
+# up in a dict and, if it is missing, creating it: two threads can both find it missing and
+# each get its own array, after which they no longer share memory (seen as a wrong GEMM tile,
+# about one run in ten, with the short GIL switch interval above). dict.setdefault makes the
+# look-up and the insertion one step.
+
+
+def _patch_shared_arrays(kernelapi) -> None:
+    import traceback
+
+    import numpy as np
+    from numba.cuda import types
+    from numba.np import numpy_support
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None:
+            raise RuntimeError("Array alignment is not supported in cudasim")
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        if shape == 0:  # dynamic shared memory: one buffer for all
+            count = self._dynshared_size // dtype.itemsize
+            return np.frombuffer(self._dynshared.data, dtype=dtype, count=count)
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]  # (file, line) of the call
+        res = self._allocations.get(caller)
+        if res is None:
+            res = self._allocations.setdefault(caller, np.empty(shape, dtype))
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+
+
 # -- installing into the simulator ----------------------------------------------------------
 
 
@@ -382,6 +415,7 @@ def install() -> None:
     if getattr(kernel.BlockThread, "_tutorial_patched", False):
         return
     _patch_device_calls(kernel, kernelapi)
+    _patch_shared_arrays(kernelapi)
     for name, fn in OPERATIONS.items():
         # In a kernel, `cuda` is a FakeCUDAModule instance: plain functions would become
         # bound methods, so store them as static methods.
