@@ -161,3 +161,20 @@ def format_table(rows: list[dict]) -> str:
 
 __all__ = ["accuracy_table", "activation_like", "error_metrics", "format_table", "fp8_roundtrip",
            "heavy_rows", "int8_absmax", "outlier_columns", "weight_like"]
+
+
+def calc_diff(x, y) -> float:
+    """DeepGEMM's GEMM check: 1 - 2 sum(x y) / sum(x^2 + y^2), in float64. 0 for identical
+    arrays; about the squared relative error for close ones (so 1e-6 is ~0.1% error)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    denominator = np.sum(x * x + y * y)
+    return float(1 - 2 * np.sum(x * y) / denominator) if denominator else 0.0
+
+
+def gemm_errors(c, exact) -> dict:
+    """How far a GEMM result `c` is from the unquantized float64 product `exact`: the relative
+    Frobenius error and DeepGEMM's calc_diff."""
+    c, exact = np.asarray(c, np.float64), np.asarray(exact, np.float64)
+    norm = np.linalg.norm(exact)
+    return {"rel_fro": float(np.linalg.norm(c - exact) / norm) if norm else float(np.linalg.norm(c)),
+            "calc_diff": calc_diff(c, exact)}

@@ -26,6 +26,7 @@ CHAPTERS = [
     Chapter("02", "02_per_tensor", "Per-tensor quantization, static and dynamic", "tutorial.per_tensor"),
     Chapter("03", "03_per_channel", "Per-channel quantization", "tutorial.per_channel"),
     Chapter("04", "04_fine_grained", "Fine-grained (block) quantization", "tutorial.blockwise"),
+    Chapter("05", "05_scaled_gemm", "Shared-memory tiled GEMM with fine-grained FP8 scales", "tutorial.gemm"),
 ]
 
 

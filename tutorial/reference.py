@@ -79,3 +79,12 @@ def interleaved_reference(q: QTensor) -> np.ndarray:
     codes = q.codes.reshape(rows, -1, group)
     scales = np.ascontiguousarray(q.scales, np.float32).view(np.uint8).reshape(rows, -1, 4)
     return np.concatenate([codes, scales], axis=2).reshape(rows, -1)
+
+
+def scaled_matmul_reference(a: QTensor, b: QTensor) -> np.ndarray:
+    """C = sum_k decode(a) * a_scale * decode(b) * b_scale in float64: every product of a code
+    (4 significant bits at most) and a float32 scale is exact in float64, and so is the rest,
+    up to float64's rounding of the sum."""
+    deq = [fp8.decode(q.to_host().codes, q.fmt).astype(np.float64) * q.scale_per_element().astype(np.float64)
+           for q in (a, b)]
+    return deq[0] @ deq[1]

@@ -332,8 +332,81 @@ def chapter04_blockwise(repeats: int = 50, out_dir=None) -> Path:
     return path
 
 
+def _safe_peer(label, build, **kw):
+    """A peer row, or a skipped row saying why the peer could not run (an API it lacks)."""
+    try:
+        return bench.bench_peer(label, "torch", build, **kw)
+    except Exception as exc:  # noqa: BLE001 - any failure of a peer is reported, not fatal
+        return bench.skipped_row(label, shape=kw["shape"], reason=f"{type(exc).__name__}: {exc}"[:160], peer="torch")
+
+
+def _torch_sgemm(a, b):
+    def build(torch):
+        torch.backends.cuda.matmul.allow_tf32 = False  # true float32 SGEMM, as in ANCHORS.md
+        ta, tb = torch.as_tensor(a, device="cuda"), torch.as_tensor(b, device="cuda")
+        return lambda: torch.matmul(ta, tb)
+    return build
+
+
+def _torch_scaled_mm(a, b, blockwise: bool):
+    """torch._scaled_mm on E4M3 operands: per-tensor scales, or 1x128 (a) / 128x128 (b)."""
+    def build(torch):
+        m, k = a.shape
+        n = b.shape[1]
+        ta = torch.as_tensor(a, device="cuda").to(torch.float8_e4m3fn)
+        tb = torch.as_tensor(b, device="cuda").t().contiguous().to(torch.float8_e4m3fn).t()  # column-major
+        if blockwise:  # the layouts torch 2.11 accepts: a's scales M-major, b's (N/128, K/128) transposed
+            scale_a = torch.ones(k // 128, m, device="cuda").t()
+            scale_b = torch.ones(n // 128, k // 128, device="cuda").t()
+        else:
+            scale_a = scale_b = torch.ones((), device="cuda")
+        fn = lambda: torch._scaled_mm(ta, tb, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)  # noqa: E731
+        fn()  # fails here, not in the timing loop, if this torch lacks the recipe
+        return fn
+    return build
+
+
+def chapter05_gemm(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
+    """C = A @ B at size^3: the progression (naive, shared-memory tiles, register blocking) on
+    float32, then the register-blocked kernel on FP8 codes with 1x128 / 128x128 scales applied
+    three ways, against cuBLAS SGEMM (torch, TF32 off) and torch._scaled_mm on tensor cores.
+    Timed: one launch on preallocated operands; counted: 2 * M * N * K FLOPs."""
+    from . import blockwise, gemm
+
+    m = n = k = size
+    flops = 2 * m * n * k
+    rng = np.random.default_rng(5)
+    a = cuda.to_device(rng.standard_normal((m, k)).astype(np.float32))
+    b = cuda.to_device(rng.standard_normal((k, n)).astype(np.float32))
+    c = cuda.device_array((m, n), np.float32)
+    qa = blockwise.quantize_blockwise(a, (1, 128))
+    qb = blockwise.quantize_blockwise(b, (128, 128))
+    rows_a = blockwise.quantize_blockwise(a, (1, k))  # per-row / per-column: scales constant along K
+    cols_b = blockwise.quantize_blockwise(b, (k, 1))
+    cases = [(f"{name} float32 (ours)", lambda name=name: gemm.launch_float32(name, a, b, c))
+             for name in ("naive", "tiled", "blocked")]
+    cases += [("FP8 1x128/128x128, promote per K-block (ours)", lambda: gemm.scaled_matmul(qa, qb, "promote", out=c)),
+              ("FP8 1x128/128x128, dequantize on load (ours)", lambda: gemm.scaled_matmul(qa, qb, "dequant", out=c)),
+              ("FP8 per-row/per-column, epilogue scales: no scaling in the loop (ours)",
+               lambda: gemm.scaled_matmul(rows_a, cols_b, "epilogue", out=c))]
+    a_host, b_host = a.copy_to_host(), b.copy_to_host()
+    peers = [("cuBLAS SGEMM (torch, TF32 off)", _torch_sgemm(a, b)),
+             ("torch._scaled_mm FP8 per-tensor", _torch_scaled_mm(a_host, b_host, False)),
+             ("torch._scaled_mm FP8 1x128/128x128", _torch_scaled_mm(a_host, b_host, True))]
+    rows, total = [], len(cases) + len(peers)
+    for step, (label, fn) in enumerate(cases, 1):
+        _progress(step, total, label)
+        rows.append(bench.make_row(label, bench.time_cuda(fn, repeats=repeats), shape=[m, n, k], flops=flops))
+    for step, (label, build) in enumerate(peers, len(cases) + 1):
+        _progress(step, total, label)
+        rows.append(_safe_peer(label, build, shape=[m, n, k], flops=flops, repeats=repeats))
+    path = bench.record_results("ch05_gemm", rows, shapes=[[m, n, k]], out_dir=out_dir)
+    plotting.save(plotting.throughput_bars(bench.load_results(path), y="tflops"), path.with_suffix(".png"))
+    return path
+
+
 SWEEPS = {"00": chapter00_encode, "01": chapter01_absmax, "02": chapter02_quantize, "03": chapter02_quantize,
-          "04": chapter04_blockwise}
+          "04": chapter04_blockwise, "05": chapter05_gemm}
 
 
 def run(chapter: str | None = None) -> list[Path]:
