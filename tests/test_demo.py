@@ -20,6 +20,7 @@ def test_demo_checks_every_chapter_and_writes_its_figures(tmp_path, capsys):
     assert "fp8.E4M3" in printed and "max rel. error" in printed
     assert "per-row on" in printed and "SQNR dB" in printed
     assert "quantize_blockwise (1, 128) on" in printed and "interleaved codes" in printed
+    assert "epilogue (wrong here)" in printed and "within float32" in printed
     assert (tmp_path / "figures" / "ch00_roundtrip_error.png").stat().st_size > 10_000
 
 

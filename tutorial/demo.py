@@ -155,6 +155,36 @@ def chapter04(out: Path) -> ChapterResult:
     return result
 
 
+def chapter05(out: Path) -> ChapterResult:
+    from . import accuracy, gemm, reference
+
+    result = ChapterResult("05 scaled GEMM")
+    m, k, n = (48, 256, 40) if ON_SIMULATOR else (1024, 1024, 1024)
+    rng = np.random.default_rng(7)
+    a = accuracy.activation_like((m, k), seed=7)
+    b = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+    exact = a.astype(np.float64) @ b
+    u = 2.0 ** -24
+    for block_a, block_b, mode in [((1, 128), (128, 128), "promote"), ((1, 128), (128, 128), "dequant"),
+                                   ((1, k), (k, 1), "epilogue")]:
+        qa, qb = reference.blockwise_reference(a, block_a), reference.blockwise_reference(b, block_b)
+        c = gemm.scaled_matmul(qa, qb, mode)
+        deq = [fp8.decode(q.codes, q.fmt).astype(np.float64) * q.scale_per_element() for q in (qa, qb)]
+        bound = (k + 3) * u / (1 - (k + 3) * u) * (np.abs(deq[0]) @ np.abs(deq[1]))
+        ok = bool((np.abs(c - reference.scaled_matmul_reference(qa, qb)) <= bound).all())
+        result.checks.append((f"scaled_matmul {block_a} x {block_b}, {mode}, {m}x{k}x{n}: within float32's bound", ok, ""))
+        errors = accuracy.gemm_errors(c, exact)
+        result.table.append({"A x B scales": f"{block_a} x {block_b}", "mode": mode,
+                             "rel. Frobenius vs float64": f"{errors['rel_fro']:.2e}",
+                             "calc_diff": f"{errors['calc_diff']:.2e}"})
+    qa, qb = reference.blockwise_reference(a, (1, 128)), reference.blockwise_reference(b, (128, 128))
+    wrong = accuracy.gemm_errors(gemm.scaled_matmul(qa, qb, "epilogue"), exact)
+    result.table.append({"A x B scales": "(1, 128) x (128, 128)", "mode": "epilogue (wrong here)",
+                         "rel. Frobenius vs float64": f"{wrong['rel_fro']:.2e}", "calc_diff": f"{wrong['calc_diff']:.2e}"})
+    result.figures += _recorded_or_measured(out, "ch05_gemm", "05")
+    return result
+
+
 def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
     """On a GPU: the chapter's sweep, measured now, into `out`. On the simulator: the
     recorded results, labelled as recorded."""
@@ -168,11 +198,12 @@ def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
         return []
     results = bench.load_results(recorded[-1])
     one_shape = len({tuple(r["shape"]) for r in results["rows"]}) == 1
-    fig = (plotting.throughput_bars if one_shape else plotting.throughput_plot)(results, recorded=True)
+    y = "tflops" if any(r.get("tflops") for r in results["rows"]) else "tbps"
+    fig = (plotting.throughput_bars if one_shape else plotting.throughput_plot)(results, y=y, recorded=True)
     return [plotting.save(fig, out / f"{name}_recorded.png")]
 
 
-CHAPTER_DEMOS = [chapter00, chapter01, chapter02_03, chapter04]
+CHAPTER_DEMOS = [chapter00, chapter01, chapter02_03, chapter04, chapter05]
 
 
 def _print_table(rows: list[dict]) -> None:

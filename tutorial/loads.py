@@ -55,25 +55,29 @@ else:
     from numba.cuda import types
     from numba.cuda.extending import intrinsic
 
+    def _vector_load(element, lanes: int, align: int):
+        """codegen of one `align`-byte load of `lanes` values of LLVM type `element` at arr[i]
+        (arr 1-D), returned as a tuple."""
+
+        def codegen(context, builder, sig, args):
+            array_type, index_type = sig.args
+            array = context.make_array(array_type)(context, builder, value=args[0])
+            index = context.cast(builder, args[1], index_type, types.intp)
+            vector = ir.VectorType(element, lanes)
+            address = builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
+            value = builder.load(address, align=align)
+            parts = [builder.extract_element(value, ir.Constant(ir.IntType(32), k)) for k in range(lanes)]
+            return context.make_tuple(builder, sig.return_type, parts)
+
+        return codegen
+
     @intrinsic
     def load4(typingctx, arr, i):
         """arr[i], arr[i + 1], arr[i + 2], arr[i + 3] as one 16-byte load; i % 4 == 0."""
         if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1
                 and isinstance(i, types.Integer)):
             return None
-        quad = types.UniTuple(types.float32, 4)
-
-        def codegen(context, builder, sig, args):
-            array_type, index_type = sig.args
-            array = context.make_array(array_type)(context, builder, value=args[0])
-            index = context.cast(builder, args[1], index_type, types.intp)
-            vector = ir.VectorType(ir.FloatType(), 4)
-            address = builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
-            value = builder.load(address, align=16)
-            lanes = [builder.extract_element(value, ir.Constant(ir.IntType(32), k)) for k in range(4)]
-            return context.make_tuple(builder, quad, lanes)
-
-        return quad(arr, i), codegen
+        return types.UniTuple(types.float32, 4)(arr, i), _vector_load(ir.FloatType(), 4, 16)
 
     @intrinsic
     def _load_words2(typingctx, arr, i):
@@ -81,20 +85,7 @@ else:
         if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
                 and isinstance(i, types.Integer)):
             return None
-        pair = types.UniTuple(types.uint32, 2)
-
-        def codegen(context, builder, sig, args):
-            array_type, index_type = sig.args
-            array = context.make_array(array_type)(context, builder, value=args[0])
-            index = context.cast(builder, args[1], index_type, types.intp)
-            vector = ir.VectorType(ir.IntType(32), 2)
-            address = builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
-            value = builder.load(address, align=8)
-            words = [builder.extract_element(value, ir.Constant(ir.IntType(32), k)) for k in range(2)]
-            return context.make_tuple(builder, pair, words)
-
-        return pair(arr, i), codegen
-
+        return types.UniTuple(types.uint32, 2)(arr, i), _vector_load(ir.IntType(32), 2, 8)
 
 if ON_SIMULATOR:
 
