@@ -159,9 +159,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, cells)])
 
 
-__all__ = ["accuracy_table", "activation_like", "error_metrics", "format_table", "fp8_roundtrip",
-           "heavy_rows", "int8_absmax", "outlier_columns", "weight_like"]
-
 
 def calc_diff(x, y) -> float:
     """DeepGEMM's GEMM check: 1 - 2 sum(x y) / sum(x^2 + y^2), in float64. 0 for identical
@@ -178,3 +175,7 @@ def gemm_errors(c, exact) -> dict:
     norm = np.linalg.norm(exact)
     return {"rel_fro": float(np.linalg.norm(c - exact) / norm) if norm else float(np.linalg.norm(c)),
             "calc_diff": calc_diff(c, exact)}
+
+
+__all__ = ["accuracy_table", "activation_like", "calc_diff", "error_metrics", "format_table", "fp8_roundtrip",
+           "gemm_errors", "heavy_rows", "int8_absmax", "outlier_columns", "weight_like"]

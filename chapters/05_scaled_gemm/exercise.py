@@ -116,8 +116,9 @@ def blocked_kernel(tiling: Tiling = TILING, mode: str | None = None, promote_k: 
     a_scales (float32, 2-D), a_block (int64[2]: the QTensor block), a_lut (256 float32: the
     decoded value of every code), the same four for b (K, N), then c (M, N) float32. For mode
     None, a and b are float32 and the scale arguments are placeholders (launch_float32). Thread (ty, tx) owns rows ty + i * BM / TM and columns
-    tx + j * BN / TN of the block's tile: neighbouring threads read neighbouring shared-memory
-    words (no bank conflicts) and write neighbouring columns of C.
+    tx + j * BN / TN of the block's tile: in the multiply-add loop neighbouring threads read
+    neighbouring shared-memory words (no bank conflicts there; the transposing stores of the A
+    tile do conflict) and they write neighbouring columns of C.
     """
     bm, bn, bk, tm, tn = tiling.bm, tiling.bn, tiling.bk, tiling.tm, tiling.tn
     threads = tiling.threads
