@@ -29,16 +29,12 @@ from .per_tensor import pack4
 from .qtensor import QTensor
 from .reduction import THREADS, block_max
 from .scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
-                      scale_from_amax, vec4_ready, widen_bf16)
+                      scale_from_amax, sm_count, vec4_ready, widen_bf16)
 
 COLUMN_TILE = (8, 32)  # (rows, 4-column groups) per block of the column kernels: 8 warps, 128 columns
 ROWS_PER_BLOCK = 64 if ON_SIMULATOR else 256  # rows a column-amax block reduces before its atomics
 ROW_THREADS = 32 if ON_SIMULATOR else THREADS  # a simulated barrier costs ~1 ms per thread: keep blocks small
 ROW_BLOCKS_PER_SM = 4  # on the H100, 4 blocks of 256 threads per SM beat 2 (2.19 TB/s) and 8 (2.58): 2.68
-
-
-def _sms() -> int:
-    return 1 if ON_SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 # -- rows ---------------------------------------------------------------------------------------
@@ -264,7 +260,7 @@ def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
     per_thread = math.ceil(cols / 4 / ROW_THREADS)
     if axis == 0 and fast and per_thread <= MAX_GROUPS_PER_THREAD:
         words = codes.reshape(rows * cols).view(np.uint32)
-        blocks = min(reduction._grid_blocks(rows, 1), ROW_BLOCKS_PER_SM * _sms())
+        blocks = min(reduction._grid_blocks(rows, 1), ROW_BLOCKS_PER_SM * sm_count())
         per_row_kernel_vec4(fmt, per_thread, load)[blocks, ROW_THREADS](flat, cols, words, scales)
     elif axis == 0:
         per_row_kernel(fmt)[reduction._grid_blocks(rows, 1), ROW_THREADS](d, codes, scales)

@@ -17,6 +17,7 @@ import numpy as np
 from numba import cuda, float32
 
 from . import fp8, reduction
+from .device import ON_SIMULATOR
 from .loads import BF16, aligned16, bf16_to_float32, load4, load4_bf16
 from .qtensor import EPS
 from .reduction import THREADS
@@ -140,6 +141,12 @@ def widen_bf16(d):
     flat = out.reshape(out.size)
     _widen_bf16[grid_blocks(out.size), THREADS](d.reshape(out.size), flat)
     return out
+
+
+def sm_count() -> int:
+    """Streaming multiprocessors of the GPU, for grids sized in blocks per SM (1 on the simulator,
+    which runs blocks one after another)."""
+    return 1 if ON_SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 def grid_blocks(n: int) -> int:

@@ -44,7 +44,7 @@ from tutorial.per_tensor import pack4
 from tutorial.qtensor import EPS, QTensor
 from tutorial.reduction import FULL_MASK, WARP, block_max, warp_max
 from tutorial.scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
-                      scale_from_amax, vec4_ready, widen_bf16)
+                      scale_from_amax, sm_count, vec4_ready, widen_bf16)
 
 LAYOUTS = ("separate", "m_major", "interleaved")
 TILE_THREADS = 64 if ON_SIMULATOR else 1024  # a 128 x 128 tile is 16 floats per thread; 512 threads: 1.57 TB/s, 1024: 2.13
@@ -306,17 +306,13 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
     if fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads <= 1024:
         kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
                              TILE_MAX_REGISTERS if threads == 1024 else None)
-        blocks = min(_grid(scales.size, 1), 4 * _sms())
+        blocks = min(_grid(scales.size, 1), 4 * sm_count())
         kernel[blocks, threads](d.reshape(rows * cols), rows, cols, out.reshape(out.size).view(np.uint32),
                                 scales.reshape(scales.size))
         return
     if np.dtype(d.dtype) == BF16:
         d = widen_bf16(d)
     general_kernel(fmt, pow2, encode)[_grid(scales.size, 1), 32 if ON_SIMULATOR else 256](d, bm, bn, out, scales)
-
-
-def _sms() -> int:
-    return 4 if ON_SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 def _encoder(fmt, encoder):
