@@ -383,7 +383,7 @@ def test_hardware_quotient_encoder_gives_identical_codes(fmt):
     x, scale, _ = quotient_cases(fmt)
     small = (np.random.default_rng(3).standard_normal(2000) * 1e-6).astype(np.float32)  # FP8 subnormals
     near_x, near_s = near_midpoints(fmt)
-    tiny_s = np.full(1000, 1e-40, np.float32)  # a subnormal scale
+    tiny_s = np.full(1000, 2.0**-126, np.float32)  # the smallest scale it takes: the smallest normal float32
     x = np.concatenate([x, small, random_float32(10**5, seed=14), near_x, random_float32(1000, seed=15) * 1e-38])
     scale = np.concatenate([scale, np.full(small.size, 1e-5, np.float32), np.full(10**5, 0.37, np.float32),
                             near_s, tiny_s])

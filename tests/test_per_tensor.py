@@ -109,6 +109,8 @@ def test_unaligned_views_take_the_general_kernel():
     (lambda: per_tensor.quantize_per_tensor(np.ones(4, np.float32), scale=0.0), "scale must be a positive"),
     (lambda: per_tensor.quantize_per_tensor(np.ones(4, np.float32), scale=-1.0), "scale must be a positive"),
     (lambda: per_tensor.quantize_per_tensor(np.ones(4, np.float32), scale=np.inf), "scale must be a positive"),
+    (lambda: per_tensor.quantize_per_tensor(np.ones(4, np.float32), scale=1e-40), "between 2\\^-126 and 2\\^126"),
+    (lambda: per_tensor.quantize_per_tensor(np.ones(4, np.float32), scale=1e38), "between 2\\^-126 and 2\\^126"),
     (lambda: per_tensor.quantize_per_tensor(np.ones(4, np.float32), fmt="int8"), "fmt must be"),
 ])
 def test_bad_input_is_a_value_error_naming_the_argument(call, message):

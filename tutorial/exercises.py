@@ -86,8 +86,8 @@ def untouched(path: Path) -> set[str]:
 
 def _absolute_imports(source: str) -> str:
     """The exercise lives outside the package: `from .x import` becomes `from tutorial.x import`."""
-    source = re.sub(r"^from \. import ", "from tutorial import ", source, flags=re.M)
-    return re.sub(r"^from \.(\w+) import ", r"from tutorial.\1 import ", source, flags=re.M)
+    source = re.sub(r"^(\s*)from \. import ", r"\1from tutorial import ", source, flags=re.M)
+    return re.sub(r"^(\s*)from \.(\w+) import ", r"\1from tutorial.\2 import ", source, flags=re.M)
 
 
 def exercise_source(ch: Chapter) -> str:

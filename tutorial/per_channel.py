@@ -25,7 +25,7 @@ from . import fp8, reduction
 from .bitcast import bits_float32, float32_bits
 from .device import ON_SIMULATOR
 from .loads import BF16, load4
-from .per_tensor import pack4
+from .per_tensor import pack4, word_encoder
 from .qtensor import QTensor
 from .reduction import THREADS, block_max
 from .scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
@@ -59,7 +59,7 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
     rows in flight per SM) ran at about half the copy bandwidth on an H100, because the
     re-reads missed the caches and went back to memory.
     """
-    encode = quotient_encoder(fmt)
+    encode4 = word_encoder(quotient_encoder(fmt))
     fmax = float32(fmt.max)
 
     def build():
@@ -71,7 +71,7 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
             vals = cuda.local.array((per_thread, 4), float32)
             for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
                 start = row * cols
-                # BEGIN SOLUTION: load this thread's groups into vals (zeros past the row's end), its finite amax, block_max across the block, the scale (thread 0 stores it), then pack4 the codes of each group into words
+                # BEGIN SOLUTION: load this thread's groups into vals (zeros past the row's end), its finite amax, block_max across the block, the scale (thread 0 stores it), then the encode4 word of each group into words
                 m = float32(0.0)
                 for u in range(per_thread):
                     g = t + u * cuda.blockDim.x
@@ -87,8 +87,7 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
                 for u in range(per_thread):
                     g = t + u * cuda.blockDim.x
                     if g < groups:
-                        words[row * groups + g] = pack4(encode(vals[u, 0], scale), encode(vals[u, 1], scale),
-                                                        encode(vals[u, 2], scale), encode(vals[u, 3], scale))
+                        words[row * groups + g] = encode4(vals[u, 0], vals[u, 1], vals[u, 2], vals[u, 3], scale)
                 # END SOLUTION
 
         return kernel

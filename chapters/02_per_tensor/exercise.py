@@ -41,6 +41,27 @@ def pack4(c0, c1, c2, c3):
     raise NotImplementedError("pack4: not yet attempted")
 
 
+MIN_SCALE, MAX_SCALE = 2.0**-126, 2.0**126  # the static scales the encoders take (see quantize_per_tensor)
+_word_encoders: dict = {}
+
+
+def word_encoder(encode):
+    """The device function encode4(a, b, c, d, scale): the uint32 word of the codes of a, b, c,
+    d (a in the low byte), each encoded with `encode(x, scale)`. The hardware encoders have a
+    version that converts two values per cvt instruction (tutorial.fp8); any other encoder is
+    applied four times and packed with :func:`pack4`. Same codes either way."""
+    paired = fp8.WORD_ENCODERS.get(encode)
+    if paired is not None:
+        return paired
+    if encode not in _word_encoders:
+        @cuda.jit(device=True)
+        def encode4(a, b, c, d, scale):
+            return pack4(encode(a, scale), encode(b, scale), encode(c, scale), encode(d, scale))
+
+        _word_encoders[encode] = encode4
+    return _word_encoders[encode]
+
+
 def per_tensor_kernel(fmt, dynamic: bool):
     """codes[i] = encode(x[i] / scale) over 1-D x, one element per thread per trip.
 
@@ -75,13 +96,13 @@ def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4):
       of x[4g : 4g + 4].
     scales: float32[1], receives the scale.
     """
-    encode = quotient_encoder(fmt)
+    encode4 = word_encoder(quotient_encoder(fmt))
     fmax = float32(fmt.max)
 
     def build():
         @cuda.jit
         def kernel(x, amax_or_scale, words, scales):
-            # TODO (per_tensor_kernel_vec4): the scale (from the amax with scale_from_amax if dynamic, else as given); thread 0 stores it in scales[0]; a grid-stride loop over the words: load the 4 values of word g, encode each, store their pack4 (roughly 7 lines)
+            # TODO (per_tensor_kernel_vec4): the scale (from the amax with scale_from_amax if dynamic, else as given); thread 0 stores it in scales[0]; a grid-stride loop over the words: load the 4 values of word g, store their encode4 word (roughly 7 lines)
             raise NotImplementedError("per_tensor_kernel_vec4: not yet attempted")
 
         return kernel
@@ -111,6 +132,11 @@ def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
     d, from_host = as_device_float(x, "quantize_per_tensor")
     if scale is not None and not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"quantize_per_tensor: scale must be a positive finite number, got {scale!r}")
+    if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
+        # The hardware encoder divides by multiplying with 1 / scale, which float32 holds only
+        # for scales in this range; no finite input needs a scale outside it.
+        raise ValueError(f"quantize_per_tensor: scale must be between 2^-126 and 2^126 (a float32 whose "
+                         f"reciprocal is a normal float32), got {scale!r}")
     if not d.is_c_contiguous():
         raise ValueError(f"quantize_per_tensor: x must be contiguous, got strides {d.strides}")
     flat = d.reshape(math.prod(d.shape))
@@ -142,4 +168,4 @@ def calibrate(batches, percentile: float = 99.9) -> float:
     return float(np.percentile(maxima, percentile))
 
 
-__all__ = ["quantize_per_tensor", "calibrate", "pack4", "per_tensor_into"]
+__all__ = ["quantize_per_tensor", "calibrate", "pack4", "word_encoder", "per_tensor_into"]

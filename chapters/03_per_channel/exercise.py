@@ -30,7 +30,7 @@ from tutorial import fp8, reduction
 from tutorial.bitcast import bits_float32, float32_bits
 from tutorial.device import ON_SIMULATOR
 from tutorial.loads import BF16, load4
-from tutorial.per_tensor import pack4
+from tutorial.per_tensor import pack4, word_encoder
 from tutorial.qtensor import QTensor
 from tutorial.reduction import THREADS, block_max
 from tutorial.scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
@@ -64,7 +64,7 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
     rows in flight per SM) ran at about half the copy bandwidth on an H100, because the
     re-reads missed the caches and went back to memory.
     """
-    encode = quotient_encoder(fmt)
+    encode4 = word_encoder(quotient_encoder(fmt))
     fmax = float32(fmt.max)
 
     def build():
@@ -76,7 +76,7 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
             vals = cuda.local.array((per_thread, 4), float32)
             for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
                 start = row * cols
-                # TODO (per_row_kernel_vec4): load this thread's groups into vals (zeros past the row's end), its finite amax, block_max across the block, the scale (thread 0 stores it), then pack4 the codes of each group into words (roughly 17 lines)
+                # TODO (per_row_kernel_vec4): load this thread's groups into vals (zeros past the row's end), its finite amax, block_max across the block, the scale (thread 0 stores it), then the encode4 word of each group into words (roughly 16 lines)
                 raise NotImplementedError("per_row_kernel_vec4: not yet attempted")
 
         return kernel

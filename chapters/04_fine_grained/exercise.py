@@ -17,7 +17,7 @@ Two kernels do the work on the fast path (float32 or bfloat16, rows a multiple o
   values (one ``load4`` each), so a 1 x 128 group is exactly one warp-load; a warp takes
   several groups per trip and issues all their loads before the first shuffle. The group's
   amax is chapter 01's ``warp_max`` (or its first steps, for groups narrower than 128), the
-  codes are packed 4 to a word with chapter 02's ``pack4``. Three scale layouts: a separate
+  codes are packed 4 to a word by chapter 02's ``word_encoder``. Three scale layouts: a separate
   (M, N / bn) array, the same transposed (M-major, the layout DeepGEMM's GEMM reads), or
   interleaved with the codes (each group's codes followed by its scale).
 * :func:`tile_kernel` for (bm, bn) tiles with bm > 1: a thread block holds a whole tile in
@@ -34,13 +34,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float32, uint32
+from numba import cuda, float32, uint32, uint64
 
 from tutorial import fp8, reduction
 from tutorial.bitcast import bits_float32, float32_bits
 from tutorial.device import ON_SIMULATOR
 from tutorial.loads import BF16, load4
-from tutorial.per_tensor import pack4
+from tutorial.per_tensor import word_encoder
 from tutorial.qtensor import EPS, QTensor
 from tutorial.reduction import FULL_MASK, WARP, block_max, warp_max
 from tutorial.scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
@@ -124,6 +124,7 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
     if bn % 4 or not (bn % 128 == 0 or 128 % bn == 0) or bn < 16:
         raise ValueError(f"row_group_kernel: bn must be 16, 32, 64 or a multiple of 128, got {bn}")
     encode = encode or quotient_encoder(fmt)
+    encode4 = word_encoder(encode)
     fmax = float32(fmt.max)
     lanes = min(WARP, bn // 4)  # lanes that share one group
     per_lane = max(1, bn // 128)  # load4s per lane per group
@@ -134,21 +135,32 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
     scale_of = _scale_rule(pow2)
     group_max = lanes_max(lanes)
 
+    group_shift = bn.bit_length() - 1 if bn & (bn - 1) == 0 else -1  # bn = 2^group_shift
+
     def build():
+        # Indices here are never negative. Computed as uint64 (shifts for powers of two), they
+        # cost a few instructions; as int64, `//` adds a sign fix-up and every array access a
+        # negative-index wraparound test: about a quarter of the kernel's instructions.
+        @cuda.jit(device=True)
+        def group_of(e):
+            if group_shift >= 0:
+                return uint64(e) >> uint64(group_shift)
+            return uint64(e // bn)
+
         @cuda.jit(device=True)
         def word_index(e, group):
             """The output word of values e .. e + 3 (all in `group`)."""
             if layout == "interleaved":
-                return group * group_words + (e - group * bn) // 4
-            return e // 4
+                return group * uint64(group_words) + ((uint64(e) - group * uint64(bn)) >> uint64(2))
+            return uint64(e) >> uint64(2)
 
         @cuda.jit(device=True)
         def store_scale(out, scales, group, groups_per_row, rows, scale):
             if layout == "interleaved":
-                out[group * group_words + bn // 4] = uint32(float32_bits(scale))
+                out[group * uint64(group_words) + uint64(bn // 4)] = uint32(float32_bits(scale))
             elif layout == "m_major":
-                row = group // groups_per_row
-                scales[(group - row * groups_per_row) * rows + row] = scale
+                row = group // uint64(groups_per_row)
+                scales[(group - row * uint64(groups_per_row)) * uint64(rows) + row] = scale
             else:
                 scales[group] = scale
 
@@ -173,8 +185,8 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
                             vals[k, 0] = vals[k, 1] = vals[k, 2] = vals[k, 3] = float32(0.0)
                 for u in range(tiles_per_trip):  # ... then one group (or several) at a time
                     first = (t0 + u) * tile + 4 * lane  # this lane's first value in the tile
-                    group = first // bn
-                    # TODO (row_group_kernel): the group's finite amax (finite_amax4 over this lane's vals, then group_max over the group's lanes), its scale (scale_of), the group's first lane stores it with store_scale, then every lane stores pack4 of its encoded values at out[word_index(e, group)] (roughly 13 lines)
+                    group = group_of(first)
+                    # TODO (row_group_kernel): the group's finite amax (finite_amax4 over this lane's vals, then group_max over the group's lanes), its scale (scale_of), the group's first lane stores it with store_scale, then every lane stores the encode4 word of each of its 4 values at out[word_index(e, group)] (roughly 12 lines)
                     raise NotImplementedError("row_group_kernel: not yet attempted")
                 t0 += n_warps * tiles_per_trip
 
@@ -186,7 +198,8 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
 
 # -- (bm, bn) tiles --------------------------------------------------------------------------
 
-def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None, max_registers=None):
+def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None, max_registers=None,
+                whole=False):
     """A kernel for (bm, bn) tiles, one thread block per tile at a time, the tile in registers.
 
     Launch with `threads` threads per block (a multiple of 32, bn / 4 dividing it). Arguments:
@@ -195,12 +208,14 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
       words: the codes viewed as uint32 and flattened.
       scales: float32 (ceil(M / bm), ceil(N / bn)), flattened.
     Thread t owns the 4-value column group t % (bn / 4) of the tile, in rows t // (bn / 4),
-    + threads / (bn / 4), ...: a warp reads whole 512-byte row segments.
+    + threads / (bn / 4), ...: a warp reads whole 512-byte row segments. `whole`: M and N are
+    multiples of bm and bn, so no tile crosses the matrix's edge and no access needs a check.
     """
     groups_per_row = bn // 4
     if bn % 4 or threads % groups_per_row or threads % WARP:
         raise ValueError(f"tile_kernel: bn / 4 = {groups_per_row} must divide threads = {threads}")
     encode = encode or quotient_encoder(fmt)
+    encode4 = word_encoder(encode)
     fmax = float32(fmt.max)
     row_step = threads // groups_per_row  # tile rows covered by one pass of the block
     per_thread = -(-bm // row_step)
@@ -218,12 +233,12 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
             for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):  # the same for the whole block
                 ti = tile // tiles_across
                 c = (tile - ti * tiles_across) * bn + 4 * gc
-                # TODO (tile_kernel): load this thread's rows of the tile into vals (zeros outside the matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]), then store pack4 of the encoded values (roughly 16 lines)
+                # TODO (tile_kernel): load this thread's rows of the tile into vals (zeros outside the matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]), then store the encode4 words (roughly 15 lines)
                 raise NotImplementedError("tile_kernel: not yet attempted")
 
         return kernel
 
-    key = ("tiles", fmt.name, bm, bn, threads, load.__name__, pow2, id(encode), max_registers)
+    key = ("tiles", fmt.name, bm, bn, threads, load.__name__, pow2, id(encode), max_registers, whole)
     return cached_kernel(key, build)
 
 
@@ -305,7 +320,7 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
     threads = max(TILE_THREADS, bn // 4) if bn % 4 == 0 else 0
     if fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads <= 1024:
         kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
-                             TILE_MAX_REGISTERS if threads == 1024 else None)
+                             TILE_MAX_REGISTERS if threads == 1024 else None, rows % bm == 0 and cols % bn == 0)
         blocks = min(_grid(scales.size, 1), 4 * sm_count())
         kernel[blocks, threads](d.reshape(rows * cols), rows, cols, out.reshape(out.size).view(np.uint32),
                                 scales.reshape(scales.size))
