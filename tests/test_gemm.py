@@ -4,12 +4,22 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from tutorial import accuracy, grading
+from tutorial import accuracy, fp8, grading, mma
 from tutorial.qtensor import QTensor
 from tutorial.reference import blockwise_reference, scaled_matmul_reference
 
 gemm = grading.load("tutorial.gemm")
 pytestmark = pytest.mark.chapter("05")
+mma_e4m3 = mma.mma_fp8("e4m3", "e4m3")
+
+
+@cuda.jit
+def one_mma(a, b, c, d):
+    """One warp, one instruction: lane l brings a[l], b[l], c[l] and writes its d to d[l]."""
+    lane = cuda.threadIdx.x
+    d[lane, 0], d[lane, 1], d[lane, 2], d[lane, 3] = mma_e4m3(a[lane, 0], a[lane, 1], a[lane, 2], a[lane, 3],
+                                                              b[lane, 0], b[lane, 1],
+                                                              c[lane, 0], c[lane, 1], c[lane, 2], c[lane, 3])
 
 
 def float32_bound(a, b):
@@ -65,7 +75,7 @@ def test_scaled_matmul_matches_the_float64_formula(name):
     a, b = operands(33, 300, 47, seed=2)
     block_a, block_b = {**GRANULARITIES, **DEQUANTIZE_ON_LOAD}[name]
     qa, qb = blockwise_reference(a, block_a), blockwise_reference(b, block_b)
-    c = gemm.scaled_matmul(qa, qb)
+    c = gemm.scaled_matmul(qa, qb, kernel="cuda_core")
     assert_within_bound(c, scaled_matmul_reference(qa, qb), float32_bound(dequantized(qa), dequantized(qb)), name)
 
 
@@ -74,20 +84,20 @@ def test_odd_shapes_129x257x300_with_deepgemm_scales():
     a, b = operands(129, 300, 257, seed=3)
     qa, qb = blockwise_reference(a, (1, 128)), blockwise_reference(b, (128, 128))
     for mode in ("promote", "dequant"):
-        c = gemm.scaled_matmul(qa, qb, mode)
+        c = gemm.scaled_matmul(qa, qb, mode, kernel="cuda_core")
         assert_within_bound(c, scaled_matmul_reference(qa, qb), float32_bound(dequantized(qa), dequantized(qb)), mode)
 
 
 def test_epilogue_scaling_is_exact_only_for_scales_constant_along_k():
     a, b = operands(20, 256, 24, seed=4)
     rows, cols = blockwise_reference(a, (1, 256)), blockwise_reference(b, (256, 1))
-    c = gemm.scaled_matmul(rows, cols, "epilogue")
+    c = gemm.scaled_matmul(rows, cols, "epilogue", kernel="cuda_core")
     assert_within_bound(c, scaled_matmul_reference(rows, cols),
                         float32_bound(dequantized(rows), dequantized(cols)), "epilogue, per-row/per-column")
     qa, qb = blockwise_reference(a, (1, 128)), blockwise_reference(b, (128, 128))
     exact = scaled_matmul_reference(qa, qb)
-    wrong = gemm.scaled_matmul(qa, qb, "epilogue")
-    right = gemm.scaled_matmul(qa, qb, "promote")
+    wrong = gemm.scaled_matmul(qa, qb, "epilogue", kernel="cuda_core")
+    right = gemm.scaled_matmul(qa, qb, "promote", kernel="cuda_core")
     assert accuracy.gemm_errors(right, exact)["rel_fro"] < 1e-5
     assert accuracy.gemm_errors(wrong, exact)["rel_fro"] > 1e-2  # the second K-block used the first's scales
 
@@ -96,10 +106,83 @@ def test_device_qtensors_give_a_device_result():
     a, b = operands(16, 128, 16, seed=5)
     qa, qb = blockwise_reference(a, (1, 128)), blockwise_reference(b, (128, 128))
     dev = [QTensor(cuda.to_device(q.codes), cuda.to_device(q.scales), q.fmt, q.block) for q in (qa, qb)]
-    c = gemm.scaled_matmul(*dev)
+    c = gemm.scaled_matmul(*dev, kernel="cuda_core")
     assert hasattr(c, "copy_to_host")
     assert_within_bound(c.copy_to_host(), scaled_matmul_reference(qa, qb),
                         float32_bound(dequantized(qa), dequantized(qb)), "device operands")
+
+
+# -- tensor cores --------------------------------------------------------------------------------
+
+small_integers = np.array([-4, -3, -2, -1, 0, 1, 2, 3, 4, 0.5, -0.5], np.float32)
+
+
+def test_one_mma_instruction_puts_every_element_where_the_fragment_maps_say():
+    """Codes of small integers: every sum is exact in float32 (and in the tensor cores), so the
+    instruction must match the map-built reference to the bit; a lane or byte out of place
+    changes some element."""
+    rng = np.random.default_rng(6)
+    codes = fp8.encode(small_integers)
+    a = rng.choice(codes, (32, 16)).astype(np.uint8).view(np.uint32).reshape(32, 4)
+    b = rng.choice(codes, (32, 8)).astype(np.uint8).view(np.uint32).reshape(32, 2)
+    c = rng.integers(-8, 8, (32, 4)).astype(np.float32)
+    d = np.full((32, 4), np.nan, np.float32)
+    one_mma[1, 32](a, b, c, d)
+    want = mma.mma_reference(a, b, c)
+    expected = np.array([[want[r, n] for r, n in mma.fragment_c(lane)] for lane in range(32)], np.float32)
+    grading.assert_array_matches(d, expected, what="mma_fp8 e4m3 x e4m3")
+
+
+def test_fragment_maps_cover_each_matrix_once():
+    """The 32 lanes' registers hold every element of A, B and C exactly once."""
+    a, b, c = np.zeros((16, 32), int), np.zeros((32, 8), int), np.zeros((16, 8), int)
+    for lane in range(32):
+        for r, k in mma.fragment_a(lane):
+            a[r, k:k + 4] += 1
+        for k, n in mma.fragment_b(lane):
+            b[k:k + 4, n] += 1
+        for r, n in mma.fragment_c(lane):
+            c[r, n] += 1
+    assert (a == 1).all() and (b == 1).all() and (c == 1).all()
+
+
+TENSOR_CORE_CASES = {  # (m, k, n), block of a, block of b: odd shapes, every granularity
+    "1x128 a, 128x128 b": ((33, 300, 21), (1, 128), (128, 128)),
+    "1x64 a, 64x32 b": ((19, 200, 40), (1, 64), (64, 32)),
+    "per-row a, per-column b": ((17, 96, 13), (1, 96), (96, 1)),
+    "per-tensor": ((16, 130, 9), (16, 130), (130, 9)),
+}
+
+
+@pytest.mark.parametrize("name", list(TENSOR_CORE_CASES))
+def test_tensor_core_kernel_is_within_the_float32_bound(name):
+    """The tensor cores multiply FP8 codes exactly and add in float32 (on an H100, FP8 mma.sync
+    runs as FP16 HMMA with float32 accumulation: every FP8 value is an FP16 one), and partial
+    sums go to float32 accumulators each K-block: the same bound as the CUDA-core kernels."""
+    (m, k, n), block_a, block_b = TENSOR_CORE_CASES[name]
+    a, b = operands(m, k, n, seed=7)
+    qa, qb = blockwise_reference(a, block_a), blockwise_reference(b, block_b)
+    mode = "epilogue" if name == "per-row a, per-column b" else "promote"
+    c = gemm.scaled_matmul(qa, qb, mode, kernel="tensor_core")
+    assert c.shape == (m, n)
+    assert_within_bound(c, scaled_matmul_reference(qa, qb), float32_bound(dequantized(qa), dequantized(qb)), name)
+
+
+def test_tensor_core_epilogue_scaling_is_wrong_for_scales_that_vary_along_k():
+    a, b = operands(16, 256, 16, seed=8)
+    qa, qb = blockwise_reference(a, (1, 128)), blockwise_reference(b, (128, 128))
+    exact = scaled_matmul_reference(qa, qb)
+    right = gemm.scaled_matmul(qa, qb, "promote", kernel="tensor_core")
+    wrong = gemm.scaled_matmul(qa, qb, "epilogue", kernel="tensor_core")
+    assert accuracy.gemm_errors(right, exact)["rel_fro"] < 1e-5
+    assert accuracy.gemm_errors(wrong, exact)["rel_fro"] > 1e-2
+
+
+def test_tensor_cores_do_not_dequantize_on_load():
+    qa = blockwise_reference(np.ones((4, 36)), (2, 36))
+    qb = blockwise_reference(np.ones((36, 4)), (24, 5))
+    with pytest.raises(ValueError, match="dequant"):
+        gemm.scaled_matmul(qa, qb, "dequant", kernel="tensor_core")
 
 
 def test_calc_diff_is_zero_for_equal_arrays_and_grows_with_the_error():
@@ -119,6 +202,8 @@ def test_calc_diff_is_zero_for_equal_arrays_and_grows_with_the_error():
     (lambda: gemm.scaled_matmul(blockwise_reference(np.ones((4, 4)), (4, 4)),
                                 blockwise_reference(np.ones((4, 4)), (4, 4)), "fast"), "mode must be"),
     (lambda: gemm.matmul_float32(np.ones((3, 4)), np.ones((5, 2))), "inner dimensions differ"),
+    (lambda: gemm.scaled_matmul(blockwise_reference(np.ones((4, 4)), (4, 4)),
+                                blockwise_reference(np.ones((4, 4)), (4, 4)), kernel="wmma"), "kernel must be"),
 ])
 def test_bad_input_is_a_value_error_naming_the_shapes(call, message):
     with pytest.raises(ValueError, match=message):

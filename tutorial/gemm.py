@@ -21,8 +21,18 @@ C = A @ B for A (M, K) and B (K, N), built up one idea at a time, SGEMM-worklog 
      the first K-block's scales. Exact only if the scales do not vary along K (per-tensor,
      per-row of A, per-column of B); wrong otherwise, which is the point of showing it.
 
-:func:`scaled_matmul` picks "promote" when the blocks allow it, else "dequant".
-Accumulation is float32 throughout.
+5. :func:`mma_kernel`: the tensor cores. FP8 codes go into ``mma.sync`` as they are (no decode,
+   :mod:`tutorial.mma`): each warp computes a 32 x 32 piece of C as 2 x 4 instructions of
+   16 x 8 x 32, from tiles of codes staged in shared memory (A as it is, B transposed, since
+   an instruction wants 4 consecutive k of a column of B in one register). The scales are
+   applied DeepGEMM's way: the instructions accumulate one K-block, then the partial sums are
+   scaled and added to float32 accumulators ("promote"), or, for scales constant along K,
+   once at the end ("epilogue").
+
+:func:`scaled_matmul` picks "promote" when the blocks allow it, else "dequant"; the tensor
+cores where the GPU has FP8 ones (compute capability >= 8.9) and the mode allows.
+Accumulation is float32 throughout (inside one tensor-core instruction, with fewer bits:
+see :mod:`tutorial.mma`).
 """
 
 from __future__ import annotations
@@ -31,10 +41,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float32, int32, uint32
 
 from . import fp8
 from .device import ON_SIMULATOR
+from .mma import mma_fp8
 from .qtensor import QTensor
 from .scaling import cached_kernel
 
@@ -55,6 +66,11 @@ class Tiling:
     @property
     def threads(self) -> int:
         return (self.bm // self.tm) * (self.bn // self.tn)
+
+    @property
+    def step(self) -> int:
+        """The K granularity at which a K-block can end: a staged tile."""
+        return self.bk
 
 
 # The H100 configuration, and a small one for the simulator (one Python thread per CUDA
@@ -247,6 +263,236 @@ def blocked_kernel(tiling: Tiling = TILING, mode: str | None = None, promote_k: 
     return cached_kernel(("gemm", tiling, mode, promote_k, max_registers), build)
 
 
+# -- 5. tensor cores ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MmaTiling:
+    """A block computes BM x BN of C with WM x WN warps, each warp (BM / WM) x (BN / WN) of it
+    as 16 x 8 tensor-core tiles; BK codes of K (a multiple of 32) are staged per step."""
+
+    bm: int
+    bn: int
+    bk: int
+    wm: int
+    wn: int
+
+    @property
+    def threads(self) -> int:
+        return self.wm * self.wn * 32
+
+    @property
+    def step(self) -> int:
+        """The K granularity at which a K-block can end: one instruction's 32."""
+        return 32
+
+
+# H100: a 128 x 128 tile of C, 16 warps of 32 x 32 each (2 x 4 instructions per 32 k), 128 codes
+# of K per step in shared memory. H100, 4096^3, promote / no scaling in the loop, TFLOPS:
+# 16 warps 66 / 71; 8 warps of 64 x 32 (255 registers) 66 / 86; 64 x 128 tiles 57 / 71; BK 64
+# 51 / 65. The simulator: 2 warps, small tiles.
+MMA_TILING = MmaTiling(32, 16, 64, 2, 1) if ON_SIMULATOR else MmaTiling(128, 128, 128, 4, 4)
+MMA_MAX_REGISTERS = 128  # 512 threads: 128 registers each fill the register file (some spills)
+# H100, 4096^3, 1 x 128 / 128 x 128, 16 warps: sub-blocks of 128 58 TFLOPS, of 64 66 (epilogue 71).
+MMA_SUB_K = 64
+_PAD = 4  # words added to each shared-memory row: a warp's fragment loads then hit 32 different banks
+
+
+@cuda.jit(device=True)
+def column_word(w0, w1, w2, w3, j):
+    """Byte j of each of four words, as one word (w0's byte lowest): transposing a 4 x 4 block
+    of codes, rows k .. k + 3 of B in, 4 consecutive k of column j out."""
+    shift = uint32(8 * j)
+    byte = uint32(0xFF)
+    return (((w0 >> shift) & byte) | (((w1 >> shift) & byte) << uint32(8))
+            | (((w2 >> shift) & byte) << uint32(16)) | (((w3 >> shift) & byte) << uint32(24)))
+
+
+def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promote_k: int | None = 128,
+               uniform_a: bool = False, uniform_b: bool = False, whole: bool = False,
+               max_registers: int | None = None):
+    """The tensor-core kernel for FP8 codes with scales. promote_k: the K-block (a multiple of
+    32) over which both operands' scales are constant: partial sums are scaled and added to the
+    float32 accumulators after each. None: scale once at the end with the first K-block's
+    scales ("epilogue": exact only when the scales do not vary along K). uniform_a: one scale
+    covers all rows of a warp's piece of C (a.block[0] a multiple of BM / WM); uniform_b: one
+    covers its columns (b.block[1] a multiple of BN / WN), as for 128 x 128 blocks of B.
+    whole: M, N and K are multiples of BM, BN and BK, so no tile load needs a bounds check.
+
+    Launch: grid (ceil(N / BN), ceil(M / BM)), tiling.threads threads. Arguments: a (M, K / 4)
+    uint32 (the codes of A, 4 to a word, K padded to a multiple of 4 with zeros), a_scales
+    (float32, 2-D), a_block (int64[2]), b (K, N / 4) uint32 (the codes of B, rows of 4 to a
+    word), b_scales, b_block, k (K, unpadded), c (M, N) float32.
+    Warp w computes rows (w // WN) * BM / WM .. of the block's tile and columns
+    (w % WN) * BN / WN ..; lane (g, t) = (lane // 4, lane % 4) holds what tutorial.mma says.
+    """
+    bm, bn, bk, wm, wn = tiling.bm, tiling.bn, tiling.bk, tiling.wm, tiling.wn
+    if bk % 32 or (promote_k is not None and promote_k % 32):
+        raise ValueError(f"mma_kernel: BK = {bk} and promote_k = {promote_k} must be multiples of 32")
+    threads = tiling.threads
+    bkw = bk // 4  # words of a staged row
+    stride = bkw + _PAD
+    wtm, wtn = bm // wm, bn // wn  # a warp's piece of the tile
+    mt, nt = wtm // 16, wtn // 8  # ... in tensor-core tiles
+    lane_rows, lane_cols = 2 * mt, 2 * nt  # rows and columns of C a lane holds (local array sizes)
+    promote = promote_k is not None
+    # The K sub-block after which partial sums are scaled: it must divide BK and lie within one
+    # K-block of constant scales; gcd(promote_k, BK) does both. At most MMA_SUB_K: shorter
+    # chains of instructions hold fewer fragments in registers.
+    sub_k = math.gcd(math.gcd(promote_k or bk, bk), MMA_SUB_K)
+    subs, chain = bk // sub_k, sub_k // 32  # sub-blocks per staged tile, instructions per sub-block
+    a_scales_per_lane = 1 if uniform_a else lane_rows
+    b_scales_per_lane = 1 if uniform_b else lane_cols
+    mma = mma_fp8(fmt_a, fmt_b)
+
+    def build():
+        @cuda.jit(device=True)
+        def load_a(sa, a, row0, kw0, t):
+            """sa[r, w] = word kw0 + w of row row0 + r of A (zeros outside)."""
+            m, k4 = a.shape
+            for e in range(t, bm * bkw, threads):  # consecutive threads: consecutive words of a row
+                r = e // bkw
+                w = e - r * bkw
+                v = uint32(0)
+                if whole or (row0 + r < m and kw0 + w < k4):
+                    v = a[row0 + r, kw0 + w]
+                sa[r, w] = v
+
+        @cuda.jit(device=True)
+        def load_b_transposed(sb, b, col0, kw0, t):
+            """sb[n, w] = codes k = 4 (kw0 + w) .. + 3 of column col0 + n of B (zeros outside):
+            each thread reads a 4 x 4 block of codes (4 words of 4 rows) and transposes it."""
+            kk, n4 = b.shape
+            quads = bn // 4
+            for e in range(t, quads * bkw, threads):  # consecutive threads: consecutive words of a row
+                w = e // quads
+                q = e - w * quads
+                k = 4 * (kw0 + w)
+                cw = col0 // 4 + q
+                w0 = w1 = w2 = w3 = uint32(0)
+                if whole:
+                    w0, w1, w2, w3 = b[k, cw], b[k + 1, cw], b[k + 2, cw], b[k + 3, cw]
+                elif cw < n4:
+                    if k < kk:
+                        w0 = b[k, cw]
+                    if k + 1 < kk:
+                        w1 = b[k + 1, cw]
+                    if k + 2 < kk:
+                        w2 = b[k + 2, cw]
+                    if k + 3 < kk:
+                        w3 = b[k + 3, cw]
+                for j in range(4):
+                    sb[4 * q + j, w] = column_word(w0, w1, w2, w3, j)
+
+        @cuda.jit(device=True)
+        def load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block, kb, k):
+            """The scales of this lane's rows and columns for the K-block starting at kb (zeros
+            for a block of padding past K). Loaded when the block starts, used when it ends:
+            the loads' latency hides behind the block's instructions."""
+            for i in range(a_scales_per_lane):
+                sa_of[i] = a_scales[a_rows[i], kb // a_block[1]] if kb < k else float32(0.0)
+            for j in range(b_scales_per_lane):
+                sb_of[j] = b_scales[kb // b_block[0], b_cols[j]] if kb < k else float32(0.0)
+
+        @cuda.jit(device=True)
+        def multiply_sub_block(sa, sb, acc, sa_of, sb_of, wr0, wc0, g, q4, w0):
+            """The warp's share of one K sub-block (words w0 .. w0 + sub_k / 4 of the staged
+            tiles). For each 16 x 8 tile of the warp's piece of C: `chain` instructions from
+            zero, then (promote) that partial sum times its scales added to acc: 4 registers hold
+            a partial sum, not a second copy of all the warp's accumulators. Without promotion
+            the instructions accumulate into acc directly."""
+            fa = cuda.local.array((chain, 4), uint32)
+            fb = cuda.local.array((chain, 2), uint32)
+            d = cuda.local.array(4, float32)
+            for i in range(mt):
+                r = wr0 + 16 * i + g
+                for s in range(chain):
+                    w = w0 + 8 * s + q4
+                    fa[s, 0] = sa[r, w]
+                    fa[s, 1] = sa[r + 8, w]
+                    fa[s, 2] = sa[r, w + 4]
+                    fa[s, 3] = sa[r + 8, w + 4]
+                for j in range(nt):
+                    n = wc0 + 8 * j + g
+                    for s in range(chain):
+                        fb[s, 0] = sb[n, w0 + 8 * s + q4]
+                        fb[s, 1] = sb[n, w0 + 8 * s + q4 + 4]
+                    for v in range(4):
+                        d[v] = float32(0.0) if promote else acc[i, j, v]
+                    for s in range(chain):
+                        d[0], d[1], d[2], d[3] = mma(fa[s, 0], fa[s, 1], fa[s, 2], fa[s, 3], fb[s, 0], fb[s, 1],
+                                                     d[0], d[1], d[2], d[3])
+                    for h in range(2):
+                        for v in range(2):
+                            if promote:
+                                scale = sa_of[0 if uniform_a else 2 * i + h] * sb_of[0 if uniform_b else 2 * j + v]
+                                acc[i, j, 2 * h + v] += d[2 * h + v] * scale
+                            else:
+                                acc[i, j, 2 * h + v] = d[2 * h + v]
+
+        options = {} if ON_SIMULATOR or max_registers is None else {"max_registers": max_registers}
+
+        @cuda.jit(**options)
+        def kernel(a, a_scales, a_block, b, b_scales, b_block, k, c):
+            sa = cuda.shared.array((bm, stride), uint32)
+            sb = cuda.shared.array((bn, stride), uint32)
+            t = cuda.threadIdx.x
+            lane = t % 32
+            warp = t // 32
+            g = lane // 4
+            q4 = lane % 4
+            wr0 = (warp // wn) * wtm
+            wc0 = (warp % wn) * wtn
+            row0 = cuda.blockIdx.y * bm
+            col0 = cuda.blockIdx.x * bn
+            m, n = c.shape
+            # Which row of a_scales and column of b_scales each of this lane's outputs uses,
+            # found once (divisions by run-time block sizes are slow).
+            a_rows = cuda.local.array(lane_rows, int32)
+            b_cols = cuda.local.array(lane_cols, int32)
+            for i in range(mt):
+                for h in range(2):
+                    a_rows[2 * i + h] = min(row0 + wr0 + 16 * i + 8 * h + g, m - 1) // a_block[0]
+            for j in range(nt):
+                for v in range(2):
+                    b_cols[2 * j + v] = min(col0 + wc0 + 8 * j + 2 * q4 + v, n - 1) // b_block[1]
+            acc = cuda.local.array((mt, nt, 4), float32)
+            for i in range(mt):
+                for j in range(nt):
+                    for v in range(4):
+                        acc[i, j, v] = float32(0.0)
+            sa_of = cuda.local.array(a_scales_per_lane, float32)  # the running sub-block's scales
+            sb_of = cuda.local.array(b_scales_per_lane, float32)
+            for kw0 in range(0, a.shape[1], bkw):
+                if promote and subs == 1:  # loaded before the tiles: the loads' latencies overlap
+                    load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block, 4 * kw0, k)
+                load_a(sa, a, row0, kw0, t)
+                load_b_transposed(sb, b, col0, kw0, t)
+                cuda.syncthreads()
+                for sub in range(subs):
+                    if promote and subs > 1:
+                        load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block,
+                                    4 * kw0 + sub * sub_k, k)
+                    multiply_sub_block(sa, sb, acc, sa_of, sb_of, wr0, wc0, g, q4, sub * (sub_k // 4))
+                cuda.syncthreads()
+            for i in range(mt):
+                for h in range(2):
+                    r = row0 + wr0 + 16 * i + 8 * h + g
+                    for j in range(nt):
+                        for v in range(2):
+                            cj = col0 + wc0 + 8 * j + 2 * q4 + v
+                            if r < m and cj < n:
+                                value = acc[i, j, 2 * h + v]
+                                if not promote:  # right only if the scales do not vary along K
+                                    value *= a_scales[a_rows[2 * i + h], 0] * b_scales[0, b_cols[2 * j + v]]
+                                c[r, cj] = value
+
+        return kernel
+
+    key = ("mma", tiling, fp8.as_format(fmt_a).name, fp8.as_format(fmt_b).name, promote_k, uniform_a, uniform_b,
+           whole, max_registers)
+    return cached_kernel(key, build)
+
+
 # -- host functions -------------------------------------------------------------------------------
 
 def _device(x):
@@ -313,21 +559,45 @@ def _check_operands(a, b):
                          f"b is {b.shape[0]}x{b.shape[1]}")
 
 
-def promotion_k(a: QTensor, b: QTensor, tiling: Tiling = TILING) -> int | None:
+def promotion_k(a: QTensor, b: QTensor, tiling=TILING) -> int | None:
     """The K-block over which both operands' scales are constant, if "promote" can use one: the
-    smaller K-extent of the two blocks, if both are multiples of it and of BK (a block covering
-    all of K counts as any multiple)."""
+    smaller K-extent of the two blocks, if both are multiples of it and it is one of the
+    kernel's K steps (BK on CUDA cores, 32 on tensor cores); a block covering all of K counts
+    as any multiple. With scales constant along K, 128 (partial sums still go to float32 then)."""
     k = a.shape[1]
+    step = tiling.step
     extents = [e for e in (a.block[1], b.block[0]) if e < k]
     if not extents:
-        return max(tiling.bk, 128 // tiling.bk * tiling.bk)  # scales constant along K: any K-block
+        return max(step, 128 // step * step)  # scales constant along K: any K-block
     kb = min(extents)
-    if kb % tiling.bk or any(e % kb for e in extents):
+    if kb % step or any(e % kb for e in extents):
         return None
     return kb
 
 
-def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, tiling: Tiling = TILING):
+KERNELS = ("auto", "cuda_core", "tensor_core")
+
+
+def tensor_cores_available() -> bool:
+    """Whether :func:`mma_kernel` can run: a GPU with FP8 tensor cores (compute capability >= 8.9),
+    or the simulator, which emulates the instruction."""
+    return ON_SIMULATOR or fp8.hardware_fp8_available()
+
+
+def _words(codes):
+    """(R, C) uint8 codes as a (R, ceil(C / 4)) uint32 device array, 4 codes to a word; C is
+    padded with zero codes to a multiple of 4 (on the host: only odd shapes pay that copy)."""
+    rows, cols = codes.shape
+    if cols % 4 == 0 and (not hasattr(codes, "copy_to_host") or codes.is_c_contiguous()):
+        return _device(codes).view(np.uint32)
+    host = codes.copy_to_host() if hasattr(codes, "copy_to_host") else np.asarray(codes)
+    padded = np.zeros((rows, -(-cols // 4) * 4), np.uint8)
+    padded[:, :cols] = host
+    return cuda.to_device(padded).view(np.uint32)
+
+
+def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, kernel: str = "auto",
+                  tiling=None):
     """C = dequantize(a) @ dequantize(b), float32 accumulation, on the GPU (or the simulator).
 
     C[m, n] = sum_k decode(a.codes[m, k]) * a.scales[m // a.block[0], k // a.block[1]]
@@ -335,30 +605,56 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
     for a (M, K) and b (K, N) of any granularity (per-tensor, per-row of a, per-column of b,
     1 x 128 a with 128 x 128 b, other blocks). `mode`: "promote" where both operands' scales are
     constant over K-blocks (the default then), "dequant" (always exact; the default otherwise),
-    or "epilogue" (exact only for scales that do not vary along K). Returns a numpy array for
+    or "epilogue" (exact only for scales that do not vary along K). `kernel`: "tensor_core"
+    (:func:`mma_kernel`; not for "dequant"), "cuda_core" (:func:`blocked_kernel`) or "auto":
+    the tensor cores on a GPU that has FP8 ones, where the mode allows; the CUDA-core kernel on
+    the simulator (its emulated tensor cores are slow) and elsewhere. Returns a numpy array for
     host QTensors, a device array for device ones (or `out`, if given).
     """
     _check_operands(a, b)
+    if kernel not in KERNELS:
+        raise ValueError(f"scaled_matmul: kernel must be one of {KERNELS}, got {kernel!r}")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"scaled_matmul: mode must be one of {MODES}, got {mode!r}")
+    if kernel == "auto":
+        tc_kb = promotion_k(a, b, MMA_TILING)
+        usable = mode == "epilogue" or (mode in (None, "promote") and tc_kb)
+        kernel = "tensor_core" if usable and fp8.hardware_fp8_available() else "cuda_core"
+    if kernel == "tensor_core" and not tensor_cores_available():
+        raise ValueError("scaled_matmul: kernel 'tensor_core' needs a GPU of compute capability >= 8.9")
+    tiling = tiling or (MMA_TILING if kernel == "tensor_core" else TILING)
     kb = promotion_k(a, b, tiling)
     if mode is None:
         mode = "promote" if kb else "dequant"
-    if mode not in MODES:
-        raise ValueError(f"scaled_matmul: mode must be one of {MODES}, got {mode!r}")
     if mode == "promote" and not kb:
         raise ValueError(f"scaled_matmul: mode 'promote' needs K-blocks of constant scales: a.block {a.block} and "
-                         f"b.block {b.block} along K are not multiples of one K-block that BK = {tiling.bk} divides")
+                         f"b.block {b.block} along K are not multiples of one K-block that the kernel's K step "
+                         f"({tiling.step}) divides")
+    if kernel == "tensor_core" and mode == "dequant":
+        raise ValueError("scaled_matmul: the tensor cores take the codes as they are: mode 'dequant' needs "
+                         "kernel='cuda_core'")
     on_host = not hasattr(a.codes, "copy_to_host")
     m, n = a.shape[0], b.shape[1]
-    args = []
-    for q in (a, b):
-        scales = q.scales if hasattr(q.scales, "copy_to_host") else _device(np.asarray(q.scales, np.float32))
-        args += [_device(q.codes), scales, _small_constant(("block", q.block), lambda: np.asarray(q.block, np.int64)),
-                 _small_constant(("lut", q.fmt.name), lambda: fp8.decode(np.arange(256, dtype=np.uint8), q.fmt))]
     c = out if out is not None else cuda.device_array((m, n), np.float32)
-    kernel = blocked_kernel(tiling, mode, kb or 128, MAX_REGISTERS)
-    kernel[(math.ceil(n / tiling.bn), math.ceil(m / tiling.bm)), tiling.threads](*args, c)
+    scales = [q.scales if hasattr(q.scales, "copy_to_host") else _device(np.asarray(q.scales, np.float32))
+              for q in (a, b)]
+    blocks = [_small_constant(("block", q.block), lambda q=q: np.asarray(q.block, np.int64)) for q in (a, b)]
+    if kernel == "tensor_core":
+        wtm, wtn = tiling.bm // tiling.wm, tiling.bn // tiling.wn
+        whole = m % tiling.bm == 0 and n % tiling.bn == 0 and a.shape[1] % tiling.bk == 0
+        launch = mma_kernel(tiling, a.fmt, b.fmt, kb if mode == "promote" else None,
+                            a.block[0] % wtm == 0, b.block[1] % wtn == 0, whole, MMA_MAX_REGISTERS)
+        launch[(math.ceil(n / tiling.bn), math.ceil(m / tiling.bm)), tiling.threads](
+            _words(a.codes), scales[0], blocks[0], _words(b.codes), scales[1], blocks[1], a.shape[1], c)
+    else:
+        luts = [_small_constant(("lut", q.fmt.name), lambda q=q: fp8.decode(np.arange(256, dtype=np.uint8), q.fmt))
+                for q in (a, b)]
+        launch = blocked_kernel(tiling, mode, kb or 128, MAX_REGISTERS)
+        launch[(math.ceil(n / tiling.bn), math.ceil(m / tiling.bm)), tiling.threads](
+            _device(a.codes), scales[0], blocks[0], luts[0], _device(b.codes), scales[1], blocks[1], luts[1], c)
     return c.copy_to_host() if on_host and out is None else c
 
 
-__all__ = ["scaled_matmul", "matmul_float32", "naive_kernel", "tiled_kernel", "blocked_kernel", "Tiling",
-           "TILING", "MODES", "promotion_k"]
+__all__ = ["scaled_matmul", "matmul_float32", "naive_kernel", "tiled_kernel", "blocked_kernel", "mma_kernel",
+           "Tiling", "MmaTiling", "TILING", "MMA_TILING", "MODES", "KERNELS", "promotion_k",
+           "tensor_cores_available"]

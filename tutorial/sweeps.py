@@ -369,7 +369,8 @@ def _torch_scaled_mm(a, b, blockwise: bool):
 def chapter05_gemm(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
     """C = A @ B at size^3: the progression (naive, shared-memory tiles, register blocking) on
     float32, then the register-blocked kernel on FP8 codes with 1x128 / 128x128 scales applied
-    three ways, against cuBLAS SGEMM (torch, TF32 off) and torch._scaled_mm on tensor cores.
+    three ways, then our tensor-core kernel (mma.sync) with and without scaling in its loop,
+    against cuBLAS SGEMM (torch, TF32 off) and torch._scaled_mm on tensor cores.
     Timed: one launch on preallocated operands; counted: 2 * M * N * K FLOPs."""
     from . import blockwise, gemm
 
@@ -385,10 +386,17 @@ def chapter05_gemm(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
     cols_b = blockwise.quantize_blockwise(b, (k, 1))
     cases = [(f"{name} float32 (ours)", lambda name=name: gemm.launch_float32(name, a, b, c))
              for name in ("naive", "tiled", "blocked")]
-    cases += [("FP8 1x128/128x128, promote per K-block (ours)", lambda: gemm.scaled_matmul(qa, qb, "promote", out=c)),
-              ("FP8 1x128/128x128, dequantize on load (ours)", lambda: gemm.scaled_matmul(qa, qb, "dequant", out=c)),
+    cuda_cores = dict(out=c, kernel="cuda_core")
+    cases += [("FP8 1x128/128x128, promote per K-block (ours)", lambda: gemm.scaled_matmul(qa, qb, "promote", **cuda_cores)),
+              ("FP8 1x128/128x128, dequantize on load (ours)", lambda: gemm.scaled_matmul(qa, qb, "dequant", **cuda_cores)),
               ("FP8 per-row/per-column, epilogue scales: no scaling in the loop (ours)",
-               lambda: gemm.scaled_matmul(rows_a, cols_b, "epilogue", out=c))]
+               lambda: gemm.scaled_matmul(rows_a, cols_b, "epilogue", **cuda_cores))]
+    if gemm.tensor_cores_available():
+        tensor_cores = dict(out=c, kernel="tensor_core")
+        cases += [("FP8 1x128/128x128 on tensor cores (mma.sync), promote per K-block (ours)",
+                   lambda: gemm.scaled_matmul(qa, qb, "promote", **tensor_cores)),
+                  ("FP8 per-row/per-column on tensor cores (mma.sync), epilogue scales: no scaling in the loop (ours)",
+                   lambda: gemm.scaled_matmul(rows_a, cols_b, "epilogue", **tensor_cores))]
     a_host, b_host = a.copy_to_host(), b.copy_to_host()
     peers = [("cuBLAS SGEMM (torch, TF32 off)", _torch_sgemm(a, b)),
              ("torch._scaled_mm FP8 per-tensor", _torch_scaled_mm(a_host, b_host, False)),
