@@ -204,6 +204,8 @@ def test_calc_diff_is_zero_for_equal_arrays_and_grows_with_the_error():
     (lambda: gemm.matmul_float32(np.ones((3, 4)), np.ones((5, 2))), "inner dimensions differ"),
     (lambda: gemm.scaled_matmul(blockwise_reference(np.ones((4, 4)), (4, 4)),
                                 blockwise_reference(np.ones((4, 4)), (4, 4)), kernel="wmma"), "kernel must be"),
+    (lambda: gemm.scaled_matmul(blockwise_reference(np.ones((4, 4)), (4, 4)), blockwise_reference(np.ones((4, 4)), (4, 4)),
+                                kernel="tensor_core", tiling=gemm.TILING), "does not take a Tiling"),
 ])
 def test_bad_input_is_a_value_error_naming_the_shapes(call, message):
     with pytest.raises(ValueError, match=message):

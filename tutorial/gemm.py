@@ -608,14 +608,19 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
     or "epilogue" (exact only for scales that do not vary along K). `kernel`: "tensor_core"
     (:func:`mma_kernel`; not for "dequant"), "cuda_core" (:func:`blocked_kernel`) or "auto":
     the tensor cores on a GPU that has FP8 ones, where the mode allows; the CUDA-core kernel on
-    the simulator (its emulated tensor cores are slow) and elsewhere. Returns a numpy array for
-    host QTensors, a device array for device ones (or `out`, if given).
+    the simulator (its emulated tensor cores are slow) and elsewhere; a `tiling` (Tiling or
+    MmaTiling) picks its kernel. Returns a numpy array for host QTensors, a device array for
+    device ones (or `out`, if given).
     """
     _check_operands(a, b)
     if kernel not in KERNELS:
         raise ValueError(f"scaled_matmul: kernel must be one of {KERNELS}, got {kernel!r}")
     if mode is not None and mode not in MODES:
         raise ValueError(f"scaled_matmul: mode must be one of {MODES}, got {mode!r}")
+    if kernel == "auto" and tiling is not None:  # a tiling names its kernel
+        kernel = "tensor_core" if isinstance(tiling, MmaTiling) else "cuda_core"
+    if tiling is not None and isinstance(tiling, MmaTiling) != (kernel == "tensor_core"):
+        raise ValueError(f"scaled_matmul: kernel {kernel!r} does not take a {type(tiling).__name__}")
     if kernel == "auto":
         tc_kb = promotion_k(a, b, MMA_TILING)
         usable = mode == "epilogue" or (mode in (None, "promote") and tc_kb)
