@@ -22,11 +22,12 @@ def one_mma(a, b, c, d):
                                                               c[lane, 0], c[lane, 1], c[lane, 2], c[lane, 3])
 
 
-def float32_bound(a, b):
+def float32_bound(a, b, extra=0):
     """The worst case of float32 accumulation: |C - exact| <= gamma_(K+3) (|A| @ |B|), with
     gamma_n = n u / (1 - n u), u = 2^-24 (K roundings of the running sum, a few of the products
-    and scales). No more is allowed: a wrong index or a missed term is far larger."""
-    k = a.shape[1]
+    and scales; `extra` more where an algorithm rounds more). No more is allowed: a wrong index
+    or a missed term is far larger."""
+    k = a.shape[1] + extra
     u = 2.0 ** -24
     gamma = (k + 3) * u / (1 - (k + 3) * u)
     return gamma * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
@@ -149,23 +150,100 @@ def test_fragment_maps_cover_each_matrix_once():
 TENSOR_CORE_CASES = {  # (m, k, n), block of a, block of b: odd shapes, every granularity
     "1x128 a, 128x128 b": ((33, 300, 21), (1, 128), (128, 128)),
     "1x64 a, 64x32 b": ((19, 200, 40), (1, 64), (64, 32)),
+    "1x32 a, 96x16 b": ((18, 160, 20), (1, 32), (96, 16)),  # K-blocks of 32: several in a staged tile
+    "1x96 a, 96x8 b": ((20, 200, 24), (1, 96), (96, 8)),  # K-blocks that straddle staged tiles
     "per-row a, per-column b": ((17, 96, 13), (1, 96), (96, 1)),
     "per-tensor": ((16, 130, 9), (16, 130), (130, 9)),
 }
 
 
+def rescale_roundings(qa, qb):
+    """"rescale" rounds 3 more times per K-block (the ratio of two scales, row ratio times
+    column ratio, the accumulator times that): the bound grows by 3 per K-block."""
+    return 3 * -(-qa.shape[1] // gemm.promotion_k(qa, qb, gemm.MMA_TILING))
+
+
+@pytest.mark.parametrize("mode", ["promote", "rescale"])
 @pytest.mark.parametrize("name", list(TENSOR_CORE_CASES))
-def test_tensor_core_kernel_is_within_the_float32_bound(name):
+def test_tensor_core_kernel_is_within_the_float32_bound(name, mode):
     """The tensor cores multiply FP8 codes exactly and add in float32 (on an H100, FP8 mma.sync
     runs as FP16 HMMA with float32 accumulation: every FP8 value is an FP16 one), and partial
     sums go to float32 accumulators each K-block: the same bound as the CUDA-core kernels."""
     (m, k, n), block_a, block_b = TENSOR_CORE_CASES[name]
     a, b = operands(m, k, n, seed=7)
     qa, qb = blockwise_reference(a, block_a), blockwise_reference(b, block_b)
-    mode = "epilogue" if name == "per-row a, per-column b" else "promote"
+    if name == "per-row a, per-column b" and mode == "promote":
+        mode = "epilogue"
     c = gemm.scaled_matmul(qa, qb, mode, kernel="tensor_core")
     assert c.shape == (m, n)
-    assert_within_bound(c, scaled_matmul_reference(qa, qb), float32_bound(dequantized(qa), dequantized(qb)), name)
+    extra = rescale_roundings(qa, qb) if mode == "rescale" else 0
+    assert_within_bound(c, scaled_matmul_reference(qa, qb),
+                        float32_bound(dequantized(qa), dequantized(qb), extra), f"{name}, {mode}")
+
+
+def launch_mma_kernel(qa, qb, rescale, unsafe=None):
+    """One launch of the tensor-core kernel, rescaling or promoting (then computing only the
+    blocks of C that `unsafe` flags), into a C poisoned with NaN."""
+    tiling = gemm.MMA_TILING
+    kb = gemm.promotion_k(qa, qb, tiling)
+    grid = (-(-qb.shape[1] // tiling.bn), -(-qa.shape[0] // tiling.bm))
+    c = cuda.to_device(np.full((qa.shape[0], qb.shape[1]), np.nan, np.float32))
+    plan, flags = gemm.rescale_plan(qa, qb, kb)
+    kernel = gemm.mma_kernel(tiling, qa.fmt, qb.fmt, kb, rescale=rescale)
+    kernel[grid, tiling.threads](gemm._words(qa.codes), cuda.to_device(qa.scales), cuda.to_device(np.array(qa.block)),
+                                 gemm._words(qb.codes), cuda.to_device(qb.scales), cuda.to_device(np.array(qb.block)),
+                                 qa.shape[1], c, plan, flags if unsafe is None else cuda.to_device(unsafe))
+    return c.copy_to_host()
+
+
+def far_apart_operands(scales_of_row_0):
+    """A (64, 256) in 1x128 groups, B (256, 32) in 128x128 tiles; row 0 of A gets the scales
+    given for its two K-blocks."""
+    a, b = operands(64, 256, 32, seed=9)
+    qa, qb = blockwise_reference(a, (1, 128)), blockwise_reference(b, (128, 128))
+    scales = qa.scales.copy()
+    scales[0] = scales_of_row_0
+    return QTensor(qa.codes, scales, qa.fmt, qa.block), qb
+
+
+SPANS = {"2^166 apart": [1e25, 1e-25], "2^-166 apart": [1e-25, 1e25], "a zero scale": [1.0, 0.0],
+         "a negative scale": [1.0, -2.0]}
+
+
+@pytest.mark.filterwarnings("ignore:.*encountered in scalar:RuntimeWarning")  # the simulator's numpy arithmetic
+@pytest.mark.parametrize("name", list(SPANS))
+def test_rescaling_flags_rows_it_cannot_rescale_and_promotion_redoes_them(name):
+    """Scales too far apart along K (or zero, or negative): the rescaled accumulators would
+    overflow or lose their digits. The plan flags that row of A, and only it; the other rows
+    come out right from the rescaling kernel; scaled_matmul's promoting launch redoes the
+    blocks of C that hold row 0."""
+    qa, qb = far_apart_operands(SPANS[name])
+    exact = scaled_matmul_reference(qa, qb)
+    bound = float32_bound(dequantized(qa), dequantized(qb), rescale_roundings(qa, qb))
+    unsafe = gemm.rescale_plan(qa, qb)[1].copy_to_host()
+    assert unsafe.tolist() == [1] + [0] * (64 + 32 - 1)
+    c = launch_mma_kernel(qa, qb, rescale=True)
+    assert_within_bound(c[1:], exact[1:], bound[1:], f"{name}: the safe rows")
+    assert_within_bound(gemm.scaled_matmul(qa, qb, "rescale"), exact, bound, f"{name}: after the redo")
+
+
+def test_the_redo_computes_only_blocks_with_an_unsafe_row_or_column():
+    qa, qb = far_apart_operands([1.0, 2.0])
+    unsafe = np.zeros(64 + 32, np.int32)
+    unsafe[0] = 1  # row 0 of A: the blocks of C in the first row of blocks
+    c = launch_mma_kernel(qa, qb, rescale=False, unsafe=unsafe)
+    bm = gemm.MMA_TILING.bm
+    assert np.isnan(c[bm:]).all()  # untouched (none, if one block covers every row)
+    assert_within_bound(c[:bm], scaled_matmul_reference(qa, qb)[:bm],
+                        float32_bound(dequantized(qa), dequantized(qb))[:bm], "redone blocks")
+
+
+def test_rescaling_flags_nothing_for_ordinary_scales():
+    """Quantized data, scales a few binades apart: every block stays on the fast path."""
+    qa, qb = far_apart_operands([1e-3, 1e3])
+    assert not gemm.rescale_plan(qa, qb)[1].copy_to_host().any()
+    assert_within_bound(launch_mma_kernel(qa, qb, rescale=True), scaled_matmul_reference(qa, qb),
+                        float32_bound(dequantized(qa), dequantized(qb), rescale_roundings(qa, qb)), "rescaled")
 
 
 def test_tensor_core_epilogue_scaling_is_wrong_for_scales_that_vary_along_k():

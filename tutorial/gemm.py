@@ -28,9 +28,19 @@ C = A @ B for A (M, K) and B (K, N), built up one idea at a time, SGEMM-worklog 
    applied DeepGEMM's way: the instructions accumulate one K-block, then the partial sums are
    scaled and added to float32 accumulators ("promote"), or, for scales constant along K,
    once at the end ("epilogue").
+6. The same kernel, promoting by rescaling ("rescale", the online-softmax trick of
+   FlashAttention): the accumulators are kept in units of the running K-block's scales, so
+   the instructions accumulate into them directly, as without scales; when a K-block starts
+   they are multiplied by old scale / new scale, and by the last scales at the end. The
+   compiler folds that multiply into the instruction's own float32 add, so rescaling costs
+   almost nothing in the loop. The ratios come from a small kernel (:func:`plan_kernel`),
+   which also flags rows and columns whose scales lie too far apart (over 2^32) for the
+   rescaled sums to stay in float32's normal range; the blocks of C that hold one are
+   recomputed by promotion.
 
-:func:`scaled_matmul` picks "promote" when the blocks allow it, else "dequant"; the tensor
-cores where the GPU has FP8 ones (compute capability >= 8.9) and the mode allows.
+:func:`scaled_matmul` picks "rescale" on tensor cores and "promote" on CUDA cores when the
+blocks allow it, else "dequant"; the tensor cores where the GPU has FP8 ones (compute
+capability >= 8.9) and the mode allows.
 Accumulation is float32 throughout (inside one tensor-core instruction, with fewer bits:
 see :mod:`tutorial.mma`).
 """
@@ -49,7 +59,8 @@ from .mma import mma_fp8
 from .qtensor import QTensor
 from .scaling import cached_kernel
 
-MODES = ("dequant", "promote", "epilogue")
+MODES = ("dequant", "promote", "rescale", "epilogue")
+CUDA_CORE_MODES = ("dequant", "promote", "epilogue")  # "rescale" is the tensor-core kernel's
 
 
 @dataclass(frozen=True)
@@ -145,8 +156,8 @@ def blocked_kernel(tiling: Tiling = TILING, mode: str | None = None, promote_k: 
     epilogue = mode == "epilogue"
     dequant = mode == "dequant"
     steps_per_promotion = promote_k // bk
-    if mode not in (None, *MODES):
-        raise ValueError(f"blocked_kernel: mode must be None or one of {MODES}, got {mode!r}")
+    if mode not in (None, *CUDA_CORE_MODES):
+        raise ValueError(f"blocked_kernel: mode must be None or one of {CUDA_CORE_MODES}, got {mode!r}")
     if promote and promote_k % bk:
         raise ValueError(f"blocked_kernel: promote_k = {promote_k} must be a multiple of BK = {bk}")
     part_m, part_n = (tm, tn) if promote else (1, 1)
@@ -292,8 +303,10 @@ class MmaTiling:
 # 51 / 65. The simulator: 2 warps, small tiles.
 MMA_TILING = MmaTiling(32, 16, 64, 2, 1) if ON_SIMULATOR else MmaTiling(128, 128, 128, 4, 4)
 MMA_MAX_REGISTERS = 128  # 512 threads: 128 registers each fill the register file (some spills)
-# H100, 4096^3, 1 x 128 / 128 x 128, 16 warps: sub-blocks of 128 58 TFLOPS, of 64 66 (epilogue 71).
+# H100, 4096^3, 1 x 128 / 128 x 128, 16 warps, promote: sub-blocks of 128 58 TFLOPS, of 64 66
+# (epilogue 71; after later changes: H200, epilogue 128 -> 72, 64 -> 95 TFLOPS).
 MMA_SUB_K = 64
+_SPAN = np.float32(2.0**32)  # rescale: how far a K-block's scale may be from the running one (plan_kernel)
 _PAD = 4  # words added to each shared-memory row: a warp's fragment loads then hit 32 different banks
 
 
@@ -309,19 +322,28 @@ def column_word(w0, w1, w2, w3, j):
 
 def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promote_k: int | None = 128,
                uniform_a: bool = False, uniform_b: bool = False, whole: bool = False,
-               max_registers: int | None = None):
+               max_registers: int | None = None, rescale: bool = False, a_varies: bool = True,
+               b_varies: bool = True):
     """The tensor-core kernel for FP8 codes with scales. promote_k: the K-block (a multiple of
     32) over which both operands' scales are constant: partial sums are scaled and added to the
     float32 accumulators after each. None: scale once at the end with the first K-block's
-    scales ("epilogue": exact only when the scales do not vary along K). uniform_a: one scale
+    scales ("epilogue": exact only when the scales do not vary along K). rescale (with
+    promote_k): the instructions accumulate straight into the accumulators, which are kept in
+    units of the running K-block's scales: at each new K-block they are multiplied by
+    old scale / new scale, and by the last K-block's scales at the end, both from `plan`
+    (:func:`plan_kernel`). A kernel built without rescale, given plan_kernel's `unsafe`,
+    computes only the blocks of C with an unsafe row or column (an empty `unsafe`: all
+    blocks). uniform_a: one scale
     covers all rows of a warp's piece of C (a.block[0] a multiple of BM / WM); uniform_b: one
     covers its columns (b.block[1] a multiple of BN / WN), as for 128 x 128 blocks of B.
     whole: M, N and K are multiples of BM, BN and BK, so no tile load needs a bounds check.
+    a_varies, b_varies (rescale): whether A's, B's scales vary along K (else their ratios are 1).
 
     Launch: grid (ceil(N / BN), ceil(M / BM)), tiling.threads threads. Arguments: a (M, K / 4)
     uint32 (the codes of A, 4 to a word, K padded to a multiple of 4 with zeros), a_scales
     (float32, 2-D), a_block (int64[2]), b (K, N / 4) uint32 (the codes of B, rows of 4 to a
-    word), b_scales, b_block, k (K, unpadded), c (M, N) float32.
+    word), b_scales, b_block, k (K, unpadded), c (M, N) float32, plan and unsafe (see rescale;
+    placeholders otherwise).
     Warp w computes rows (w // WN) * BM / WM .. of the block's tile and columns
     (w % WN) * BN / WN ..; lane (g, t) = (lane // 4, lane % 4) holds what tutorial.mma says.
     """
@@ -329,6 +351,8 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
     if bk % 32 or (promote_k is not None and promote_k % 32):
         raise ValueError(f"mma_kernel: BK = {bk} and promote_k = {promote_k} must be multiples of 32")
     threads = tiling.threads
+    if max_registers is None:  # as many as let one block fill an SM's 64K registers
+        max_registers = min(255, 65536 // threads // 8 * 8)
     bkw = bk // 4  # words of a staged row
     stride = bkw + _PAD
     wtm, wtn = bm // wm, bn // wn  # a warp's piece of the tile
@@ -342,6 +366,17 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
     subs, chain = bk // sub_k, sub_k // 32  # sub-blocks per staged tile, instructions per sub-block
     a_scales_per_lane = 1 if uniform_a else lane_rows
     b_scales_per_lane = 1 if uniform_b else lane_cols
+    rescale = promote and rescale
+    direct = rescale or not promote  # the instructions accumulate into acc itself
+    # rescale: one thread stages the ratios of each row and column of the block's tile, one
+    # per sub-block (1 where no K-block starts). A lane keeps the ratios of its outputs that
+    # differ in rr: rows only if A's scales vary along K, columns only if B's do.
+    rows_cols = bm + bn
+    rr_rows = a_scales_per_lane if a_varies else 1
+    rr_cols = b_scales_per_lane if b_varies else 1
+    at_tiles = rescale and promote_k % bk == 0  # K-blocks start only where staged tiles do
+    if rescale and threads < rows_cols:
+        raise ValueError(f"mma_kernel: rescale needs a thread for each of the {bm} + {bn} rows and columns")
     mma = mma_fp8(fmt_a, fmt_b)
 
     def build():
@@ -394,12 +429,44 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
                 sb_of[j] = b_scales[kb // b_block[0], b_cols[j]] if kb < k else float32(0.0)
 
         @cuda.jit(device=True)
-        def multiply_sub_block(sa, sb, acc, sa_of, sb_of, wr0, wc0, g, q4, w0):
+        def fetch_ratios(ratios, plan, row0, col0, m, n, k0, k, t):
+            """rescale: thread t < BM looks after row row0 + t of C, BM <= t < BM + BN after
+            column col0 + t - BM: ratios[s] = its ratio for sub-block s of the tile at k0 (see
+            plan_kernel), 1 where no K-block starts (nor where the first one does: acc is
+            still zero)."""
+            for sub in range(subs):
+                ks = k0 + sub * sub_k
+                ratios[sub] = float32(1.0)
+                if ks % promote_k == 0 and 0 < ks < k:
+                    j = ks // promote_k
+                    if t < bm:
+                        ratios[sub] = plan[j, min(row0 + t, m - 1)]
+                    elif t < rows_cols:
+                        ratios[sub] = plan[j, m + min(col0 + t - bm, n - 1)]
+
+        @cuda.jit(device=True)
+        def load_ratios(rr, ss, sub, wr0, wc0, g, q4):
+            """rescale: rr[row, column] = row ratio x column ratio (from row `sub` of ss) for
+            this lane's rows and columns, as far as they differ: 1 x 1 when neither operand's
+            scales vary along K, 4 x 1 for 1x128 A and 128x128 B (a warp's columns share a
+            scale), 4 x 8 at most."""
+            for ia in range(rr_rows):
+                ra = ss[sub, wr0 + 16 * (ia // 2) + 8 * (ia % 2) + g] if a_varies else float32(1.0)
+                for jb in range(rr_cols):
+                    rb = ss[sub, bm + wc0 + 8 * (jb // 2) + 2 * q4 + jb % 2] if b_varies else float32(1.0)
+                    rr[ia, jb] = ra * rb
+
+        @cuda.jit(device=True)
+        def multiply_sub_block(sa, sb, acc, sa_of, sb_of, rr, wr0, wc0, g, q4, w0):
             """The warp's share of one K sub-block (words w0 .. w0 + sub_k / 4 of the staged
             tiles). For each 16 x 8 tile of the warp's piece of C: `chain` instructions from
-            zero, then (promote) that partial sum times its scales added to acc: 4 registers hold
-            a partial sum, not a second copy of all the warp's accumulators. Without promotion
-            the instructions accumulate into acc directly."""
+            zero, then (promote) that partial sum times its scales added to acc: 4 registers
+            hold a partial sum, not a second copy of all the warp's accumulators. Without
+            promotion the instructions accumulate into acc directly; with rescale, acc is first
+            multiplied by its ratio in rr (see load_ratios), each tile's just before its
+            instructions: the compiler folds that multiply into the instruction's own float32
+            add (on sm_90 an FP8 mma.sync is two HMMAs from zero, then an FADD into C, which
+            becomes an FFMA): rescaling costs no instruction here."""
             fa = cuda.local.array((chain, 4), uint32)
             fb = cuda.local.array((chain, 2), uint32)
             d = cuda.local.array(4, float32)
@@ -417,34 +484,47 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
                         fb[s, 0] = sb[n, w0 + 8 * s + q4]
                         fb[s, 1] = sb[n, w0 + 8 * s + q4 + 4]
                     for v in range(4):
-                        d[v] = float32(0.0) if promote else acc[i, j, v]
+                        d[v] = acc[i, j, v] if direct else float32(0.0)
+                        if rescale:
+                            d[v] *= rr[(2 * i + v // 2) if rr_rows > 1 else 0,
+                                       (0 if uniform_b else 2 * j + v % 2) if rr_cols > 1 else 0]
                     for s in range(chain):
                         d[0], d[1], d[2], d[3] = mma(fa[s, 0], fa[s, 1], fa[s, 2], fa[s, 3], fb[s, 0], fb[s, 1],
                                                      d[0], d[1], d[2], d[3])
                     for h in range(2):
                         for v in range(2):
-                            if promote:
+                            if direct:
+                                acc[i, j, 2 * h + v] = d[2 * h + v]
+                            else:
                                 scale = sa_of[0 if uniform_a else 2 * i + h] * sb_of[0 if uniform_b else 2 * j + v]
                                 acc[i, j, 2 * h + v] += d[2 * h + v] * scale
-                            else:
-                                acc[i, j, 2 * h + v] = d[2 * h + v]
+
 
         options = {} if ON_SIMULATOR or max_registers is None else {"max_registers": max_registers}
 
         @cuda.jit(**options)
-        def kernel(a, a_scales, a_block, b, b_scales, b_block, k, c):
+        def kernel(a, a_scales, a_block, b, b_scales, b_block, k, c, plan, unsafe):
+            t = cuda.threadIdx.x
+            row0 = cuda.blockIdx.y * bm
+            col0 = cuda.blockIdx.x * bn
+            m, n = c.shape
+            if not rescale and unsafe.shape[0] > 0:  # a redo: only blocks with an unsafe row or column
+                mine = 0
+                if t < bm:
+                    mine = unsafe[min(row0 + t, m - 1)]
+                elif t < rows_cols:
+                    mine = unsafe[m + min(col0 + t - bm, n - 1)]
+                if not cuda.syncthreads_or(mine):
+                    return
             sa = cuda.shared.array((bm, stride), uint32)
             sb = cuda.shared.array((bn, stride), uint32)
-            t = cuda.threadIdx.x
+            ss = cuda.shared.array((subs, rows_cols), float32)  # rescale: ratios, rows then columns
             lane = t % 32
             warp = t // 32
             g = lane // 4
             q4 = lane % 4
             wr0 = (warp // wn) * wtm
             wc0 = (warp % wn) * wtn
-            row0 = cuda.blockIdx.y * bm
-            col0 = cuda.blockIdx.x * bn
-            m, n = c.shape
             # Which row of a_scales and column of b_scales each of this lane's outputs uses,
             # found once (divisions by run-time block sizes are slow).
             a_rows = cuda.local.array(lane_rows, int32)
@@ -460,20 +540,44 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
                 for j in range(nt):
                     for v in range(4):
                         acc[i, j, v] = float32(0.0)
-            sa_of = cuda.local.array(a_scales_per_lane, float32)  # the running sub-block's scales
+            sa_of = cuda.local.array(a_scales_per_lane, float32)  # promote: the running K-block's scales
             sb_of = cuda.local.array(b_scales_per_lane, float32)
+            ratios = cuda.local.array(subs, float32)  # rescale: this thread's, for the next tile
+            rr = cuda.local.array((rr_rows, rr_cols), float32)  # rescale: this lane's ratios now
+            for ia in range(rr_rows):
+                for jb in range(rr_cols):
+                    rr[ia, jb] = float32(1.0)
             for kw0 in range(0, a.shape[1], bkw):
-                if promote and subs == 1:  # loaded before the tiles: the loads' latencies overlap
-                    load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block, 4 * kw0, k)
+                k0 = 4 * kw0
+                # Scales (ratios) loaded before the tiles, used after them: the latencies overlap.
+                if rescale:
+                    fetch_ratios(ratios, plan, row0, col0, m, n, k0, k, t)
+                elif promote and subs == 1:
+                    load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block, k0, k)
                 load_a(sa, a, row0, kw0, t)
                 load_b_transposed(sb, b, col0, kw0, t)
+                if rescale and t < rows_cols:
+                    for sub in range(subs):
+                        ss[sub, t] = ratios[sub]
                 cuda.syncthreads()
+                tile_starts_block = rescale and k0 % promote_k == 0 and 0 < k0 < k  # acc is zero before the first
                 for sub in range(subs):
-                    if promote and subs > 1:
-                        load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block,
-                                    4 * kw0 + sub * sub_k, k)
-                    multiply_sub_block(sa, sb, acc, sa_of, sb_of, wr0, wc0, g, q4, sub * (sub_k // 4))
+                    ks = k0 + sub * sub_k
+                    if at_tiles:
+                        starts_block = sub == 0 and tile_starts_block
+                    else:
+                        starts_block = rescale and ks % promote_k == 0 and 0 < ks < k
+                    if starts_block:
+                        load_ratios(rr, ss, sub, wr0, wc0, g, q4)
+                    elif promote and not rescale and subs > 1:
+                        load_scales(sa_of, sb_of, a_scales, b_scales, a_rows, b_cols, a_block, b_block, ks, k)
+                    multiply_sub_block(sa, sb, acc, sa_of, sb_of, rr, wr0, wc0, g, q4, sub * (sub_k // 4))
+                    if starts_block:  # used: back to 1 until the next K-block
+                        for ia in range(rr_rows):
+                            for jb in range(rr_cols):
+                                rr[ia, jb] = float32(1.0)
                 cuda.syncthreads()
+            last = plan.shape[0] - 1  # rescale: the last K-block's scales
             for i in range(mt):
                 for h in range(2):
                     r = row0 + wr0 + 16 * i + 8 * h + g
@@ -482,15 +586,81 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
                             cj = col0 + wc0 + 8 * j + 2 * q4 + v
                             if r < m and cj < n:
                                 value = acc[i, j, 2 * h + v]
-                                if not promote:  # right only if the scales do not vary along K
+                                if rescale:  # acc is in units of the last K-block's scales
+                                    value *= plan[last, r] * plan[last, m + cj]
+                                elif not promote:  # right only if the scales do not vary along K
                                     value *= a_scales[a_rows[2 * i + h], 0] * b_scales[0, b_cols[2 * j + v]]
                                 c[r, cj] = value
 
         return kernel
 
     key = ("mma", tiling, fp8.as_format(fmt_a).name, fp8.as_format(fmt_b).name, promote_k, uniform_a, uniform_b,
-           whole, max_registers)
+           whole, max_registers, rescale, a_varies, b_varies)
     return cached_kernel(key, build)
+
+
+@cuda.jit(device=True)
+def _scale_of(a_scales, a_block, b_scales, b_block, m, i, kb):
+    """The scale of row i of A (i < M) or of column i - M of B in the K-block starting at kb."""
+    if i < m:
+        return a_scales[i // a_block[0], kb // a_block[1]]
+    return b_scales[kb // b_block[0], (i - m) // b_block[1]]
+
+
+_PLAN_ITEMS = 32  # rows / columns per block of plan_kernel (its x); its y runs along K
+
+
+@cuda.jit
+def plan_kernel(a_scales, a_block, b_scales, b_block, m, n, promote_k, plan, unsafe):
+    """The plan for "rescale", for each row of A (i < M) and column of B (i - M):
+    plan[j, i] = scale in K-block j - 1 / scale in K-block j (1 for j = 0): the factor that
+    moves accumulators from one K-block's units to the next one's; plan[-1, i] = the scale in
+    the last K-block, by which the result is multiplied at the end.
+    unsafe[i] = 1 where that could go wrong. Accumulators hold sums of code products times
+    (row's scale in an earlier K-block / now) x (column's the same). If the largest of a row's
+    scales is within 2^32 of its smallest (the same for columns), those factors are within
+    [2^-64, 2^64]: nothing overflows or leaves float32's normal range (a sum of 128 e5m2
+    products is below 2^39, one product at least 2^-32). A zero, negative or non-finite scale
+    is unsafe too. Blocks of C with an unsafe row or column are recomputed by promotion.
+    Launch: grid ceil((M + N) / 32), block (32, up to 32): thread (x, y) takes item x of the
+    block and K-blocks y, y + blockDim.y, ...; then the y's of an item pool their extremes."""
+    x, y = cuda.threadIdx.x, cuda.threadIdx.y
+    i = cuda.blockIdx.x * _PLAN_ITEMS + x
+    blocks = plan.shape[0] - 1
+    hi = float32(0.0)  # the largest and smallest scale seen
+    lo = float32(np.inf)
+    finite = 1
+    if i < m + n:
+        # 32-bit divisions: a 64-bit one is a long subroutine on the GPU
+        line = uint32(i) // uint32(a_block[0]) if i < m else uint32(i - m) // uint32(b_block[1])
+        along = uint32(a_block[1]) if i < m else uint32(b_block[0])  # the block's extent along K
+        for j in range(y, blocks, cuda.blockDim.y):
+            kb = uint32(j * promote_k) // along
+            scale = a_scales[line, kb] if i < m else b_scales[kb, line]
+            ratio = float32(1.0)
+            if j > 0:
+                kb = uint32((j - 1) * promote_k) // along
+                ratio = (a_scales[line, kb] if i < m else b_scales[kb, line]) / scale
+            plan[j, i] = ratio
+            if j == blocks - 1:
+                plan[blocks, i] = scale
+            if not float32(0.0) < scale < np.inf:  # False for NaN too
+                finite = 0
+            hi = max(hi, scale)
+            lo = min(lo, scale)
+        if blocks == 0 and y == 0:
+            plan[0, i] = float32(1.0)  # K = 0: C = 0 * 1
+    pooled_hi = cuda.shared.array((32, _PLAN_ITEMS), float32)
+    pooled_lo = cuda.shared.array((32, _PLAN_ITEMS), float32)
+    pooled_finite = cuda.shared.array((32, _PLAN_ITEMS), int32)
+    pooled_hi[y, x], pooled_lo[y, x], pooled_finite[y, x] = hi, lo, finite
+    cuda.syncthreads()
+    if y == 0 and i < m + n:
+        for other in range(1, cuda.blockDim.y):
+            hi = max(hi, pooled_hi[other, x])
+            lo = min(lo, pooled_lo[other, x])
+            finite &= pooled_finite[other, x]
+        unsafe[i] = 0 if blocks == 0 or (finite and hi <= lo * _SPAN) else 1
 
 
 # -- host functions -------------------------------------------------------------------------------
@@ -596,6 +766,51 @@ def _words(codes):
     return cuda.to_device(padded).view(np.uint32)
 
 
+def _buffer(shape, dtype):
+    """A device buffer kept per shape: every launch that uses one writes all of it first, and
+    launches on one stream run in order."""
+    return _small_constant(("buffer", shape, np.dtype(dtype).name), lambda: np.zeros(shape, dtype))
+
+
+def rescale_plan(a: QTensor, b: QTensor, promote_k: int | None = None):
+    """(plan, unsafe) for mode "rescale" (see :func:`plan_kernel`): device arrays of shape
+    (K-blocks + 1, M + N) and (M + N,); promote_k defaults to :func:`promotion_k`'s."""
+    scales = [q.scales if hasattr(q.scales, "copy_to_host") else _device(np.asarray(q.scales, np.float32))
+              for q in (a, b)]
+    blocks = [_small_constant(("block", q.block), lambda q=q: np.asarray(q.block, np.int64)) for q in (a, b)]
+    return _plan(scales, blocks, a.shape[0], a.shape[1], b.shape[1], promote_k or promotion_k(a, b, MMA_TILING))
+
+
+def _plan(scales, blocks, m, k, n, promote_k):
+    plan = _buffer((-(-k // promote_k) + 1, m + n), np.float32)
+    unsafe = _buffer((m + n,), np.int32)
+    if m + n:
+        along_k = min(32, max(plan.shape[0] - 1, 1))
+        plan_kernel[-(-(m + n) // _PLAN_ITEMS), (_PLAN_ITEMS, along_k)](scales[0], blocks[0], scales[1], blocks[1], m, n,
+                                                                       promote_k, plan, unsafe)
+    return plan, unsafe
+
+
+def _launch_tensor_core(tiling, a, b, scales, blocks, c, mode, kb):
+    """:func:`mma_kernel` for `mode`. "rescale" is three launches: the plan, the rescaling
+    kernel, then the promoting one, which recomputes only the blocks of C that have an unsafe
+    row or column (for most inputs none: each of its blocks reads the flags and returns)."""
+    m, n = c.shape
+    wtm, wtn = tiling.bm // tiling.wm, tiling.bn // tiling.wn
+    whole = m % tiling.bm == 0 and n % tiling.bn == 0 and a.shape[1] % tiling.bk == 0
+    grid = (math.ceil(n / tiling.bn), math.ceil(m / tiling.bm))
+    args = (_words(a.codes), scales[0], blocks[0], _words(b.codes), scales[1], blocks[1], a.shape[1], c)
+    shape = (tiling, a.fmt, b.fmt, None if mode == "epilogue" else kb, a.block[0] % wtm == 0, b.block[1] % wtn == 0,
+             whole, MMA_MAX_REGISTERS)
+    plan, unsafe = _buffer((1, 1), np.float32), _buffer((0,), np.int32)  # unused; no flags: every block
+    if mode == "rescale":
+        k = a.shape[1]
+        plan, unsafe = _plan(scales, blocks, m, k, n, kb)
+        mma_kernel(*shape, rescale=True, a_varies=a.block[1] < k, b_varies=b.block[0] < k)[grid, tiling.threads](
+            *args, plan, unsafe)
+    mma_kernel(*shape)[grid, tiling.threads](*args, plan, unsafe)
+
+
 def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, kernel: str = "auto",
                   tiling=None):
     """C = dequantize(a) @ dequantize(b), float32 accumulation, on the GPU (or the simulator).
@@ -603,12 +818,14 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
     C[m, n] = sum_k decode(a.codes[m, k]) * a.scales[m // a.block[0], k // a.block[1]]
                     * decode(b.codes[k, n]) * b.scales[k // b.block[0], n // b.block[1]]
     for a (M, K) and b (K, N) of any granularity (per-tensor, per-row of a, per-column of b,
-    1 x 128 a with 128 x 128 b, other blocks). `mode`: "promote" where both operands' scales are
-    constant over K-blocks (the default then), "dequant" (always exact; the default otherwise),
+    1 x 128 a with 128 x 128 b, other blocks). `mode`: "promote" or "rescale" (tensor cores
+    only) where both operands' scales are constant over K-blocks (the default then: "rescale"
+    on tensor cores, "promote" on CUDA cores), "dequant" (always exact; the default otherwise),
     or "epilogue" (exact only for scales that do not vary along K). `kernel`: "tensor_core"
-    (:func:`mma_kernel`; not for "dequant"), "cuda_core" (:func:`blocked_kernel`) or "auto":
+    (:func:`mma_kernel`; not for "dequant"), "cuda_core" (:func:`blocked_kernel`; not for
+    "rescale") or "auto":
     the tensor cores on a GPU that has FP8 ones, where the mode allows; the CUDA-core kernel on
-    the simulator (its emulated tensor cores are slow) and elsewhere; a `tiling` (Tiling or
+    the simulator (its emulated tensor cores are slow; "rescale" still gets them) and elsewhere; a `tiling` (Tiling or
     MmaTiling) picks its kernel. Returns a numpy array for host QTensors, a device array for
     device ones (or `out`, if given).
     """
@@ -623,21 +840,24 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
         raise ValueError(f"scaled_matmul: kernel {kernel!r} does not take a {type(tiling).__name__}")
     if kernel == "auto":
         tc_kb = promotion_k(a, b, MMA_TILING)
-        usable = mode == "epilogue" or (mode in (None, "promote") and tc_kb)
-        kernel = "tensor_core" if usable and fp8.hardware_fp8_available() else "cuda_core"
+        usable = mode == "epilogue" or (mode in (None, "promote", "rescale") and tc_kb)
+        only_tc = mode == "rescale" and tensor_cores_available()  # the simulator emulates them
+        kernel = "tensor_core" if usable and (fp8.hardware_fp8_available() or only_tc) else "cuda_core"
     if kernel == "tensor_core" and not tensor_cores_available():
         raise ValueError("scaled_matmul: kernel 'tensor_core' needs a GPU of compute capability >= 8.9")
     tiling = tiling or (MMA_TILING if kernel == "tensor_core" else TILING)
     kb = promotion_k(a, b, tiling)
     if mode is None:
-        mode = "promote" if kb else "dequant"
-    if mode == "promote" and not kb:
-        raise ValueError(f"scaled_matmul: mode 'promote' needs K-blocks of constant scales: a.block {a.block} and "
+        mode = ("rescale" if kernel == "tensor_core" else "promote") if kb else "dequant"
+    if mode in ("promote", "rescale") and not kb:
+        raise ValueError(f"scaled_matmul: mode {mode!r} needs K-blocks of constant scales: a.block {a.block} and "
                          f"b.block {b.block} along K are not multiples of one K-block that the kernel's K step "
                          f"({tiling.step}) divides")
     if kernel == "tensor_core" and mode == "dequant":
         raise ValueError("scaled_matmul: the tensor cores take the codes as they are: mode 'dequant' needs "
                          "kernel='cuda_core'")
+    if kernel == "cuda_core" and mode == "rescale":
+        raise ValueError("scaled_matmul: mode 'rescale' is the tensor-core kernel's (kernel='tensor_core')")
     on_host = not hasattr(a.codes, "copy_to_host")
     m, n = a.shape[0], b.shape[1]
     c = out if out is not None else cuda.device_array((m, n), np.float32)
@@ -645,12 +865,7 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
               for q in (a, b)]
     blocks = [_small_constant(("block", q.block), lambda q=q: np.asarray(q.block, np.int64)) for q in (a, b)]
     if kernel == "tensor_core":
-        wtm, wtn = tiling.bm // tiling.wm, tiling.bn // tiling.wn
-        whole = m % tiling.bm == 0 and n % tiling.bn == 0 and a.shape[1] % tiling.bk == 0
-        launch = mma_kernel(tiling, a.fmt, b.fmt, kb if mode == "promote" else None,
-                            a.block[0] % wtm == 0, b.block[1] % wtn == 0, whole, MMA_MAX_REGISTERS)
-        launch[(math.ceil(n / tiling.bn), math.ceil(m / tiling.bm)), tiling.threads](
-            _words(a.codes), scales[0], blocks[0], _words(b.codes), scales[1], blocks[1], a.shape[1], c)
+        _launch_tensor_core(tiling, a, b, scales, blocks, c, mode, kb)
     else:
         luts = [_small_constant(("lut", q.fmt.name), lambda q=q: fp8.decode(np.arange(256, dtype=np.uint8), q.fmt))
                 for q in (a, b)]

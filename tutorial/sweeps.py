@@ -395,6 +395,8 @@ def chapter05_gemm(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
         tensor_cores = dict(out=c, kernel="tensor_core")
         cases += [("FP8 1x128/128x128 on tensor cores (mma.sync), promote per K-block (ours)",
                    lambda: gemm.scaled_matmul(qa, qb, "promote", **tensor_cores)),
+                  ("FP8 1x128/128x128 on tensor cores (mma.sync), rescale accumulators per K-block (ours)",
+                   lambda: gemm.scaled_matmul(qa, qb, "rescale", **tensor_cores)),
                   ("FP8 per-row/per-column on tensor cores (mma.sync), epilogue scales: no scaling in the loop (ours)",
                    lambda: gemm.scaled_matmul(rows_a, cols_b, "epilogue", **tensor_cores))]
     a_host, b_host = a.copy_to_host(), b.copy_to_host()
