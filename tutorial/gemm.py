@@ -876,5 +876,5 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
 
 
 __all__ = ["scaled_matmul", "matmul_float32", "naive_kernel", "tiled_kernel", "blocked_kernel", "mma_kernel",
-           "Tiling", "MmaTiling", "TILING", "MMA_TILING", "MODES", "KERNELS", "promotion_k",
-           "tensor_cores_available"]
+           "plan_kernel", "rescale_plan", "Tiling", "MmaTiling", "TILING", "MMA_TILING", "MODES", "CUDA_CORE_MODES",
+           "KERNELS", "promotion_k", "tensor_cores_available"]
