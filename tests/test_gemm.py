@@ -227,15 +227,21 @@ def test_rescaling_flags_rows_it_cannot_rescale_and_promotion_redoes_them(name):
     assert_within_bound(gemm.scaled_matmul(qa, qb, "rescale"), exact, bound, f"{name}: after the redo")
 
 
-def test_the_redo_computes_only_blocks_with_an_unsafe_row_or_column():
+@pytest.mark.parametrize("flagged", ["row 0", "the last column"])
+def test_the_redo_computes_only_blocks_with_an_unsafe_row_or_column(flagged):
     qa, qb = far_apart_operands([1.0, 2.0])
     unsafe = np.zeros(64 + 32, np.int32)
-    unsafe[0] = 1  # row 0 of A: the blocks of C in the first row of blocks
+    unsafe[0 if flagged == "row 0" else -1] = 1
     c = launch_mma_kernel(qa, qb, rescale=False, unsafe=unsafe)
-    bm = gemm.MMA_TILING.bm
-    assert np.isnan(c[bm:]).all()  # untouched (none, if one block covers every row)
-    assert_within_bound(c[:bm], scaled_matmul_reference(qa, qb)[:bm],
-                        float32_bound(dequantized(qa), dequantized(qb))[:bm], "redone blocks")
+    tiling = gemm.MMA_TILING
+    redone = np.zeros(c.shape, bool)
+    if flagged == "row 0":
+        redone[:tiling.bm] = True
+    else:
+        redone[:, (31 // tiling.bn) * tiling.bn:] = True
+    assert np.isnan(c[~redone]).all()  # untouched (none, if one block covers all of C)
+    exact, bound = scaled_matmul_reference(qa, qb), float32_bound(dequantized(qa), dequantized(qb))
+    assert_within_bound(c[redone], exact[redone], bound[redone], "redone blocks")
 
 
 def test_rescaling_flags_nothing_for_ordinary_scales():

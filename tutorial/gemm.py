@@ -510,10 +510,8 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
             m, n = c.shape
             if not rescale and unsafe.shape[0] > 0:  # a redo: only blocks with an unsafe row or column
                 mine = 0
-                if t < bm:
-                    mine = unsafe[min(row0 + t, m - 1)]
-                elif t < rows_cols:
-                    mine = unsafe[m + min(col0 + t - bm, n - 1)]
+                for e in range(t, rows_cols, threads):
+                    mine |= unsafe[min(row0 + e, m - 1)] if e < bm else unsafe[m + min(col0 + e - bm, n - 1)]
                 if not cuda.syncthreads_or(mine):
                     return
             sa = cuda.shared.array((bm, stride), uint32)
