@@ -588,14 +588,6 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
     return cached_kernel(key, build)
 
 
-@cuda.jit(device=True)
-def _scale_of(a_scales, a_block, b_scales, b_block, m, i, kb):
-    """The scale of row i of A (i < M) or of column i - M of B in the K-block starting at kb."""
-    if i < m:
-        return a_scales[i // a_block[0], kb // a_block[1]]
-    return b_scales[kb // b_block[0], (i - m) // b_block[1]]
-
-
 _PLAN_ITEMS = 32  # rows / columns per block of plan_kernel (its x); its y runs along K
 
 
@@ -761,12 +753,18 @@ def _buffer(shape, dtype):
     return _small_constant(("buffer", shape, np.dtype(dtype).name), lambda: np.zeros(shape, dtype))
 
 
-def rescale_plan(a: QTensor, b: QTensor, promote_k: int | None = None):
-    """(plan, unsafe) for mode "rescale" (see :func:`plan_kernel`): device arrays of shape
-    (K-blocks + 1, M + N) and (M + N,); promote_k defaults to :func:`promotion_k`'s."""
+def _scales_and_blocks(a: QTensor, b: QTensor):
+    """Both operands' scales (float32, on the device) and block shapes (int64[2], kept)."""
     scales = [q.scales if hasattr(q.scales, "copy_to_host") else _device(np.asarray(q.scales, np.float32))
               for q in (a, b)]
     blocks = [_small_constant(("block", q.block), lambda q=q: np.asarray(q.block, np.int64)) for q in (a, b)]
+    return scales, blocks
+
+
+def rescale_plan(a: QTensor, b: QTensor, promote_k: int | None = None):
+    """(plan, unsafe) for mode "rescale" (see :func:`plan_kernel`): device arrays of shape
+    (K-blocks + 1, M + N) and (M + N,); promote_k defaults to :func:`promotion_k`'s."""
+    scales, blocks = _scales_and_blocks(a, b)
     return _plan(scales, blocks, a.shape[0], a.shape[1], b.shape[1], promote_k or promotion_k(a, b, MMA_TILING))
 
 
@@ -850,9 +848,7 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
     on_host = not hasattr(a.codes, "copy_to_host")
     m, n = a.shape[0], b.shape[1]
     c = out if out is not None else cuda.device_array((m, n), np.float32)
-    scales = [q.scales if hasattr(q.scales, "copy_to_host") else _device(np.asarray(q.scales, np.float32))
-              for q in (a, b)]
-    blocks = [_small_constant(("block", q.block), lambda q=q: np.asarray(q.block, np.int64)) for q in (a, b)]
+    scales, blocks = _scales_and_blocks(a, b)
     if kernel == "tensor_core":
         _launch_tensor_core(tiling, a, b, scales, blocks, c, mode, kb)
     else:
