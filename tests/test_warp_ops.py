@@ -11,6 +11,7 @@ import pytest
 from numba import cuda, int32
 
 import tutorial
+from tutorial.reference import blockwise_reference
 
 FULL = 0xFFFFFFFF
 simulator_only = pytest.mark.skipif(not tutorial.ON_SIMULATOR, reason="checks simulator diagnostics")
@@ -305,10 +306,88 @@ def deadlock_kernel(out):
     cuda.syncthreads()  # ... which wait here for lanes 0..15
 
 
+@cuda.jit
+def odd_lanes_at_barrier_kernel(out):
+    i = cuda.threadIdx.x
+    v = i
+    if i % 2 == 0:
+        v = cuda.shfl_xor_sync(FULL, v, 1)  # a full-mask shuffle inside a divergent branch
+    cuda.syncthreads()
+    out[i] = v
+
+
+@cuda.jit
+def mask_names_a_lane_that_never_arrives_kernel(out):
+    i = cuda.threadIdx.x
+    if i < 16:
+        out[i] = cuda.shfl_sync(0x0000FFFF | 1 << 16, i, 0)  # names lane 16 ...
+    else:
+        cuda.syncwarp(0xFFFF0000 | 1)  # ... which waits for lane 0 in another call
+    out[i] += 1
+
+
+DEADLOCKS = {
+    "half a warp shuffles while the other half waits at syncthreads": deadlock_kernel,
+    "a full-mask shuffle inside a divergent branch": odd_lanes_at_barrier_kernel,
+    "a mask naming a lane that never arrives": mask_names_a_lane_that_never_arrives_kernel,
+}
+
+
 @simulator_only
-def test_divergent_shuffle_and_barrier_is_reported_as_deadlock():
+@pytest.mark.parametrize("case", list(DEADLOCKS))
+def test_a_real_deadlock_is_reported(case):
+    with pytest.raises(Exception, match="deadlock in warp 0: lanes .* wait in"):
+        DEADLOCKS[case][1, 32](np.zeros(32, np.int64))
+
+
+# -- a busy machine: the simulator starts a block's threads one by one, slowly -------------
+
+
+@pytest.fixture
+def slow_thread_start(monkeypatch):
+    """Each simulated thread starts 25 ms after the one before, as on a loaded laptop: the
+    first lanes reach their shuffles long before the last lanes exist."""
+    import time
+
+    from numba.cuda.simulator import kernel
+
+    start = kernel.BlockThread.start
+
+    def slow_start(self):
+        time.sleep(0.025)
+        start(self)
+
+    monkeypatch.setattr(kernel.BlockThread, "start", slow_start)
+
+
+@simulator_only
+def test_a_slowly_started_block_still_reduces_correctly(slow_thread_start):
+    from tutorial import reduction
+
+    @cuda.jit
+    def reduce_kernel(x, warp_out, block_out):
+        i = cuda.threadIdx.x
+        warp_out[i] = reduction.warp_max(x[i])
+        block_out[i] = reduction.block_max(x[i])
+
+    x = np.arange(64, dtype=np.float32)[::-1].copy()
+    warp_out, block_out = np.zeros(64, np.float32), np.zeros(64, np.float32)
+    reduce_kernel[1, 64](x, warp_out, block_out)
+    np.testing.assert_array_equal(warp_out, np.repeat([63.0, 31.0], 32))
+    np.testing.assert_array_equal(block_out, np.full(64, 63.0))
+    x = np.random.default_rng(1).standard_normal(3000).astype(np.float32)
+    assert tutorial.absmax(x) == np.abs(x).max()
+    q = tutorial.quantize_blockwise(x[:512].reshape(2, 256), block=(1, 128))
+    want = blockwise_reference(x[:512].reshape(2, 256), (1, 128))
+    np.testing.assert_array_equal(q.codes, want.codes)
+    np.testing.assert_array_equal(q.scales, want.scales)
+
+
+@simulator_only
+@pytest.mark.parametrize("case", list(DEADLOCKS))
+def test_a_real_deadlock_is_reported_however_slowly_threads_start(case, slow_thread_start):
     with pytest.raises(Exception, match="deadlock in warp 0"):
-        deadlock_kernel[1, 32](np.zeros(32, np.int64))
+        DEADLOCKS[case][1, 32](np.zeros(32, np.int64))
 
 
 @cuda.jit

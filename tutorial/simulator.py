@@ -39,7 +39,7 @@ import numpy as np
 
 FULL_MASK = 0xFFFFFFFF
 WARP_SIZE = 32
-_DEADLOCK_CHECK_S = 0.25  # how long a wait goes on before it looks for a deadlock
+_POLL_S = 0.05  # how often a waiting lane wakes to look for a deadlock (checks are exact)
 
 _state_lock = threading.Lock()
 
@@ -78,13 +78,45 @@ class _Warp:
 
 
 class _Block:
+    """The warps of one block, and its threads as each one starts running.
+
+    Numba's simulator starts a block's threads one at a time, so on a busy machine the first
+    lanes can wait in a shuffle long before the last lanes exist. Each thread registers here
+    itself, first thing, so a deadlock is only ever judged once the whole block is running.
+    """
+
     def __init__(self, nthreads: int):
         self.lock = threading.Lock()
+        self.nthreads = nthreads
+        self.threads: dict[int, object] = {}  # thread_id -> BlockThread, once it has started
         nwarps = (nthreads + WARP_SIZE - 1) // WARP_SIZE
         self.warps = []
         for w in range(nwarps):
             lanes = min(WARP_SIZE, nthreads - w * WARP_SIZE)
             self.warps.append(_Warp(self, (1 << lanes) - 1))
+
+    def has_exited(self, thread_id: int) -> bool:
+        return bool(self.warps[thread_id // WARP_SIZE].exited >> (thread_id % WARP_SIZE) & 1)
+
+    def deadlocked(self) -> bool:
+        """True when no thread of the block can ever move again. Call with `lock` held.
+
+        That is: every thread has started, and each one that has not exited waits either at
+        ``syncthreads`` or in a warp round that is not complete. Rounds and exits change only
+        under `lock`, so they cannot change under us. A thread seen at the barrier stays
+        there: the simulator releases a barrier only when every live thread is at it, and the
+        caller is not. A thread about to reach the barrier reads as running, which only
+        postpones the verdict to the next look.
+        """
+        if len(self.threads) < self.nthreads:
+            return False
+        for tid, t in self.threads.items():
+            if self.has_exited(tid) or t.syncthreads_blocked:
+                continue
+            rnd = getattr(t, "_warp_round", None)
+            if rnd is None or rnd.done or rnd.op == "activemask":  # activemask polls: running
+                return False
+        return True
 
 
 def _block_of(thread) -> _Block:
@@ -107,11 +139,15 @@ def _current():
     return thread
 
 
+def _on_thread_start(thread) -> None:
+    block = _block_of(thread)
+    with block.lock:
+        block.threads[thread.thread_id] = thread
+
+
 def _on_thread_exit(thread) -> None:
     """An exited lane stops being waited for, as on hardware."""
-    block = getattr(thread._manager, "_tutorial_warps", None)
-    if block is None:
-        return
+    block = _block_of(thread)
     warp = block.warps[thread.thread_id // WARP_SIZE]
     with block.lock:
         warp.exited |= 1 << (thread.thread_id % WARP_SIZE)
@@ -130,21 +166,12 @@ def _fmt_lanes(bits: int) -> str:
     return "{" + ", ".join(str(i) for i in range(WARP_SIZE) if bits >> i & 1) + "}"
 
 
-def _check_deadlock(thread, warp_index: int, rnd: _Round) -> None:
-    """Raise if every live thread of the block is blocked, so nothing can complete `rnd`."""
-    manager = thread._manager
-    others = [t for t in threading.enumerate() if getattr(t, "_manager", None) is manager]
-    def stuck(t):
-        waiting_in = getattr(t, "_warp_round", None)
-        return t.syncthreads_blocked or (waiting_in is not None and not waiting_in.done
-                                         and waiting_in.op != "activemask")
-
-    if any(t.is_alive() and not stuck(t) for t in others):
-        return
-    at_barrier = [t.thread_id % WARP_SIZE for t in others
-                  if t.thread_id // WARP_SIZE == warp_index and t.syncthreads_blocked]
+def _deadlock_error(block: _Block, warp_index: int, rnd: _Round) -> WarpError:
+    at_barrier = [tid % WARP_SIZE for tid, t in block.threads.items()
+                  if tid // WARP_SIZE == warp_index and t.syncthreads_blocked
+                  and not block.has_exited(tid)]
     arrived = sum(1 << lane for lane in rnd.args)
-    raise WarpError(
+    return WarpError(
         f"deadlock in warp {warp_index}: lanes {_fmt_lanes(arrived)} wait in {rnd.op}"
         f"(mask={rnd.mask:#010x}) for lanes {_fmt_lanes(rnd.mask & ~arrived)}"
         + (f", of which {sorted(at_barrier)} wait at syncthreads()" if at_barrier else "")
@@ -177,15 +204,12 @@ def _gather(op: str, mask, value=None, operand=None):
             return rnd
         thread._warp_round = rnd
         try:
-            waited = 0.0
             while not rnd.done:
-                warp.cond.wait(0.05)
+                warp.cond.wait(_POLL_S)
                 if thread.abort:
                     raise RuntimeError("abort flag set while waiting in a warp operation")
-                waited += 0.05
-                if waited >= _DEADLOCK_CHECK_S and not rnd.done:
-                    waited = 0.0
-                    _check_deadlock(thread, warp_index, rnd)
+                if not rnd.done and block.deadlocked():
+                    raise _deadlock_error(block, warp_index, rnd)
         finally:
             thread._warp_round = None
     return rnd
@@ -268,17 +292,16 @@ def ballot_sync(mask, predicate):
 _ACTIVEMASK = -1  # key of the activemask round (masks are never negative)
 
 
-def _activemask_settled(warp: _Warp, rnd: _Round, manager, warp_index: int) -> bool:
+def _activemask_settled(block: _Block, warp_index: int, rnd: _Round) -> bool:
     """Every lane of the warp has arrived, exited, or is blocked elsewhere (diverged)."""
-    threads = {t.thread_id % WARP_SIZE: t for t in threading.enumerate()
-               if getattr(t, "_manager", None) is manager and t.thread_id // WARP_SIZE == warp_index}
+    warp = block.warps[warp_index]
     for lane in range(WARP_SIZE):
         if not warp.live() >> lane & 1 or lane in rnd.args:
             continue
-        t = threads.get(lane)
+        t = block.threads.get(warp_index * WARP_SIZE + lane)
         if t is None:
             return False  # not started yet
-        if not t.is_alive() or t.syncthreads_blocked:
+        if t.syncthreads_blocked:
             continue
         other = getattr(t, "_warp_round", None)
         if other is None or other.done or other is rnd:
@@ -307,7 +330,7 @@ def activemask():
         thread._warp_round = rnd
         try:
             while not rnd.done:
-                if _activemask_settled(warp, rnd, thread._manager, warp_index):
+                if _activemask_settled(block, warp_index, rnd):
                     _finish(warp, rnd)
                     break
                 warp.cond.wait(0.002)  # lanes blocking at a barrier send no notice: poll
@@ -425,6 +448,7 @@ def install() -> None:
     original_run = kernel.BlockThread.run
 
     def run(self):
+        _on_thread_start(self)
         try:
             original_run(self)
         finally:
