@@ -1,6 +1,6 @@
 """numba-fp8-tutorial: FP8 quantization for GPU matrix work, built kernel by kernel in Numba CUDA.
 
-Importing this package first chooses where kernels run (see :mod:`tutorial.device`): the
+Importing this package first chooses where kernels run (see [`tutorial.device`][tutorial.device]): the
 GPU when there is one, else Numba's CUDA simulator, which it teaches warp shuffles.
 """
 

@@ -3,15 +3,15 @@
 Chapters 02 to 04 compare quantizers on the same footing with these helpers. Everything here
 is plain numpy on the host (no kernel launches), so it is fast on large inputs and exact:
 
-* :func:`error_metrics` - MAE, max error, relative Frobenius error and SQNR of a
+* [`error_metrics`][] - MAE, max error, relative Frobenius error and SQNR of a
   reconstruction, in float64;
-* :func:`weight_like` and :func:`activation_like` - random matrices shaped like what an LLM
+* [`weight_like`][] and [`activation_like`][] - random matrices shaped like what an LLM
   feeds a GEMM: weights with a few heavy-tailed rows, activations with a few outlier
   channels (columns) tens of times larger than the rest (Dettmers et al. 2022, LLM.int8());
-* :func:`int8_absmax` - symmetric absmax INT8 quantize + dequantize, for contrast;
-* :func:`fp8_roundtrip` - FP8 quantize + dequantize through :mod:`tutorial.reference`
-  (bit for bit what the kernels produce);
-* :func:`accuracy_table` and :func:`format_table` - the metrics of several methods on one
+* [`int8_absmax`][] - symmetric absmax INT8 quantize + dequantize, for contrast;
+* [`fp8_roundtrip`][] - FP8 quantize + dequantize through
+  [`tutorial.reference`][tutorial.reference] (bit for bit what the kernels produce);
+* [`accuracy_table`][] and [`format_table`][] - the metrics of several methods on one
   input, as rows and as a plain-text table.
 """
 
@@ -34,10 +34,10 @@ def error_metrics(x, xhat) -> dict:
     Non-finite elements of `x` (NaN, +-inf) are left out: their "error" is not a number.
     Computed in float64, with e = x - xhat:
 
-    * ``mae``: mean |e|;
-    * ``max_abs``: max |e|;
-    * ``rel_fro``: ||e||_F / ||x||_F (0 when both are 0, inf when only x is 0);
-    * ``sqnr_db``: 10 log10(sum x^2 / sum e^2), signal-to-quantization-noise ratio in dB;
+    * `mae`: mean |e|;
+    * `max_abs`: max |e|;
+    * `rel_fro`: `||e||_F / ||x||_F` (0 when both are 0, inf when only x is 0);
+    * `sqnr_db`: `10 log10(sum x^2 / sum e^2)`, signal-to-quantization-noise ratio in dB;
       +inf when the reconstruction is exact. Each bit of precision is worth about 6 dB.
     """
     x = np.asarray(x, np.float64)
@@ -61,15 +61,15 @@ def _picked(n: int, count: int, rng) -> np.ndarray:
 
 
 def heavy_rows(shape, seed: int, fraction: float = 0.01) -> np.ndarray:
-    """The rows :func:`weight_like` (same shape, seed and fraction) makes heavy-tailed."""
+    """The rows [`weight_like`][] (same shape, seed and fraction) makes heavy-tailed."""
     rows = shape[0]
     return _picked(rows, round(fraction * rows), np.random.default_rng(seed))
 
 
 def weight_like(shape, seed: int, std: float = 0.02, fraction: float = 0.01) -> np.ndarray:
     """float32 (rows, cols) like an LLM weight: N(0, std^2) values, except that a `fraction`
-    of the rows (at least one, listed by :func:`heavy_rows`) draw from std * Student-t with
-    3 degrees of freedom, whose tails reach tens of std. Deterministic in `seed`."""
+    of the rows (at least one, listed by [`heavy_rows`][]) draw from std * Student-t
+    with 3 degrees of freedom, whose tails reach tens of std. Deterministic in `seed`."""
     rng = np.random.default_rng(seed)
     rows, cols = shape
     heavy = _picked(rows, round(fraction * rows), rng)  # first draw: heavy_rows repeats it
@@ -79,14 +79,14 @@ def weight_like(shape, seed: int, std: float = 0.02, fraction: float = 0.01) -> 
 
 
 def outlier_columns(shape, seed: int, outlier_channels: int = 4) -> np.ndarray:
-    """The columns (channels) :func:`activation_like` (same shape, seed and count) makes large."""
+    """The columns (channels) [`activation_like`][] (same shape, seed and count) makes large."""
     return _picked(shape[1], outlier_channels, np.random.default_rng(seed))
 
 
 def activation_like(shape, seed: int, outlier_channels: int = 4,
                     outlier_scale: tuple[float, float] = (40.0, 60.0)) -> np.ndarray:
     """float32 (tokens, channels) like the input of an LLM linear layer: N(0, 1) values, except
-    that `outlier_channels` columns (listed by :func:`outlier_columns`) are multiplied by a
+    that `outlier_channels` columns (listed by [`outlier_columns`][]) are multiplied by a
     factor drawn uniformly from `outlier_scale`, one per column, for every token. That is
     the pattern LLM.int8() (Dettmers et al. 2022) found: a few feature dimensions, the same
     across tokens, tens of times larger than the rest. Deterministic in `seed`."""
@@ -102,11 +102,11 @@ def activation_like(shape, seed: int, outlier_channels: int = 4,
 def int8_absmax(x, axis=None) -> np.ndarray:
     """Symmetric absmax INT8 quantize + dequantize, returned as float32.
 
-    scale = max(amax, EPS) / 127, where amax is the largest finite |x| of the group;
-    q = round(x / scale) (half to even), clipped to [-127, 127]; result q * scale.
-    Groups as in :func:`tutorial.quantize_per_channel`: ``axis=None`` one scale for the
-    tensor; ``axis=0`` one per row (2-D x); ``axis=1`` one per column. NaN stays NaN and
-    +-inf saturates to +-127 * scale, like the FP8 quantizers.
+    `scale = max(amax, EPS) / 127`, where amax is the largest finite |x| of the group;
+    `q = round(x / scale)` (half to even), clipped to [-127, 127]; result `q * scale`.
+    Groups as in [`tutorial.quantize_per_channel`][tutorial.per_channel.quantize_per_channel]:
+    `axis=None` one scale for the tensor; `axis=0` one per row (2-D x); `axis=1` one per
+    column. NaN stays NaN and +-inf saturates to `+-127 * scale`, like the FP8 quantizers.
     """
     x = np.asarray(x, np.float64)
     if axis is not None and (x.ndim != 2 or axis not in (0, 1)):
@@ -124,9 +124,9 @@ GRANULARITIES = ("tensor", "row", "column")
 
 
 def fp8_roundtrip(x, granularity: str = "tensor", fmt="e4m3") -> np.ndarray:
-    """FP8 quantize + dequantize (float32) with the exact references of :mod:`tutorial.reference`:
-    ``granularity`` "tensor" (one scale), "row" (one per row) or "column" (one per column),
-    or a block shape such as ``(1, 128)``."""
+    """FP8 quantize + dequantize (float32) with the exact references of
+    [`tutorial.reference`][tutorial.reference]: `granularity` "tensor" (one scale), "row" (one
+    per row) or "column" (one per column), or a block shape such as `(1, 128)`."""
     if isinstance(granularity, tuple):
         return reference.blockwise_reference(x, granularity, fmt).dequantize()
     if granularity == "tensor":
@@ -138,12 +138,12 @@ def fp8_roundtrip(x, granularity: str = "tensor", fmt="e4m3") -> np.ndarray:
 
 
 def accuracy_table(x, methods: dict) -> list[dict]:
-    """One row per method: {"method": name, **error_metrics(x, xhat)}, in the order given."""
+    """One row per method: `{"method": name, **error_metrics(x, xhat)}`, in the order given."""
     return [{"method": name, **error_metrics(x, xhat)} for name, xhat in methods.items()]
 
 
 def format_table(rows: list[dict]) -> str:
-    """Rows of :func:`accuracy_table` as a plain-text table. Columns that hold text (such as
+    """Rows of [`accuracy_table`][] as a plain-text table. Columns that hold text (such as
     "method", or any label added to the rows) come first, then the four metrics."""
     labels = [k for k in rows[0] if k not in METRICS]
     cells = [[str(r[k]) for k in labels]
@@ -161,7 +161,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def calc_diff(x, y) -> float:
-    """DeepGEMM's GEMM check: 1 - 2 sum(x y) / sum(x^2 + y^2), in float64. 0 for identical
+    """DeepGEMM's GEMM check: `1 - 2 sum(x y) / sum(x^2 + y^2)`, in float64. 0 for identical
     arrays; about the squared relative error for close ones (so 1e-6 is ~0.1% error)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     denominator = np.sum(x * x + y * y)
@@ -170,7 +170,7 @@ def calc_diff(x, y) -> float:
 
 def gemm_errors(c, exact) -> dict:
     """How far a GEMM result `c` is from the unquantized float64 product `exact`: the relative
-    Frobenius error and DeepGEMM's calc_diff."""
+    Frobenius error and DeepGEMM's `calc_diff`."""
     c, exact = np.asarray(c, np.float64), np.asarray(exact, np.float64)
     norm = np.linalg.norm(exact)
     return {"rel_fro": float(np.linalg.norm(c - exact) / norm) if norm else float(np.linalg.norm(c)),

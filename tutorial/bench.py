@@ -1,30 +1,29 @@
 """Timing GPU work honestly: CUDA events, L2 flushing, byte/FLOP accounting, recorded results.
 
-Every timing function refuses to run on Numba's CUDA simulator (:class:`SimulatorTimingError`):
+Every timing function refuses to run on Numba's CUDA simulator ([`SimulatorTimingError`][]):
 the simulator runs one Python thread per CUDA thread, so its timings say nothing about a GPU.
-The accounting helpers, :func:`record_results` (given the measured numbers) and
-:func:`load_results` are plain Python and work anywhere.
+The accounting helpers, [`record_results`][] (given the measured numbers) and
+[`load_results`][] are plain Python and work anywhere.
 
-How a measurement is taken (:func:`time_cuda`)
-----------------------------------------------
-* ``warmup`` untimed calls first (compilation, caches, clocks), then ``repeats`` >= 20 timed ones.
+How a measurement is taken ([`time_cuda`][]):
+
+* `warmup` untimed calls first (compilation, caches, clocks), then `repeats` >= 20 timed ones.
 * Each timed call is bracketed by its own pair of CUDA events recorded on the default stream
   (stream 0); the host synchronizes once, after the last call, so launches queue back to back.
 * Before each timed call, outside the event pair, L2 is flushed by writing a 256 MiB device
-  buffer (H100 L2: 50 MB) - unless ``rotate`` is given, in which case the calls cycle through
+  buffer (H100 L2: 50 MB) - unless `rotate` is given, in which case the calls cycle through
   several input sets instead (make their total larger than L2) and nothing is flushed.
 * The median is the headline figure; min and max are kept to show the spread.
 
-Peers (torch, cupy) are timed with the same :func:`time_cuda`, i.e. Numba's events on the
+Peers (torch, cupy) are timed with the same [`time_cuda`][], i.e. Numba's events on the
 default stream. Torch and CuPy issue work on the legacy default stream unless told otherwise
 and share the device's primary context with Numba, so one event pair brackets their kernels
-as it does ours. :func:`bench_peer` checks the peer really is on the default stream. To hand
-their tensors to a Numba kernel, wrap them with ``cuda.as_cuda_array(t)`` (zero-copy).
+as it does ours. [`bench_peer`][] checks the peer really is on the default stream. To hand
+their tensors to a Numba kernel, wrap them with `cuda.as_cuda_array(t)` (zero-copy).
 
-Results file schema (``results/<device-slug>/<name>.json``, written by :func:`record_results`)
-----------------------------------------------------------------------------------------------
-::
+Results file schema (`results/<device-slug>/<name>.json`, written by [`record_results`][]):
 
+```text
     {
       "name": str,                      # the benchmark, also the file name
       "date": str,                      # ISO 8601, local time with offset
@@ -42,6 +41,7 @@ Results file schema (``results/<device-slug>/<name>.json``, written by :func:`re
         {"label": str, "shape": [...], "peer": "torch", "skipped": "torch not installed"}
       ]
     }
+```
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def _peer_on_default_stream(name: str, module) -> bool:
 
 
 def time_peer(name: str, build: Callable, **time_kw) -> Timing:
-    """Time a peer's callable with :func:`time_cuda`.
+    """Time a peer's callable with [`time_cuda`][].
 
     ``build(module)`` receives the imported peer (torch or cupy), allocates its inputs and
     returns the zero-argument callable to time - so nothing peer-specific runs unless it exists.
@@ -337,7 +337,7 @@ def results_root() -> Path:
 
 
 def load_results(path: Path | str) -> dict:
-    """Read a results file back, checking it has the keys :func:`record_results` writes."""
+    """Read a results file back, checking it has the keys [`record_results`][] writes."""
     record = json.loads(Path(path).read_text())
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:

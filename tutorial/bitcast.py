@@ -1,8 +1,8 @@
 """Reinterpret a float32 as its 32 bits and back, inside a kernel.
 
 The FP8 codecs work on bit patterns. Numba has no bit-cast for scalars in CUDA kernels,
-so on the GPU these are two tiny intrinsics (one LLVM ``bitcast`` each, no instructions in
-the end); on the simulator, where kernels are plain Python, they are numpy ``view`` calls.
+so on the GPU these are two tiny intrinsics (one LLVM `bitcast` each, no instructions in
+the end); on the simulator, where kernels are plain Python, they are numpy `view` calls.
 """
 
 import numpy as np

@@ -1,15 +1,15 @@
 """Where kernels run: the real GPU or Numba's CUDA simulator.
 
-Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when ``numba.cuda`` is first imported, and
-cannot switch afterwards. So the choice is made here, by ``import tutorial``, before
-anything imports ``numba.cuda``:
+Numba reads `NUMBA_ENABLE_CUDASIM` once, when `numba.cuda` is first imported, and
+cannot switch afterwards. So the choice is made here, by `import tutorial`, before
+anything imports `numba.cuda`:
 
-* ``TUTORIAL_DEVICE=gpu`` - the GPU; an error if there is none.
-* ``TUTORIAL_DEVICE=sim`` - the simulator, even where a GPU exists.
-* unset (or ``auto``)  - the GPU if the CUDA driver reports one, else the simulator.
+* `TUTORIAL_DEVICE=gpu` - the GPU; an error if there is none.
+* `TUTORIAL_DEVICE=sim` - the simulator, even where a GPU exists.
+* unset (or `auto`) - the GPU if the CUDA driver reports one, else the simulator.
 
-The GPU is looked for through the driver library itself (``cuInit`` and
-``cuDeviceGetCount`` through ctypes), so that asking does not import ``numba.cuda``.
+The GPU is looked for through the driver library itself (`cuInit` and
+`cuDeviceGetCount` through ctypes), so that asking does not import `numba.cuda`.
 """
 
 from __future__ import annotations

@@ -2,17 +2,17 @@
 
 A memory-bound kernel that loads one float32 per instruction needs four times as many load
 instructions as one that loads four, and on an H100 that alone can keep it from the copy
-roofline. Numba has no vector types for array elements, so on the GPU :func:`load4` is a small
-intrinsic that reads ``arr[i:i + 4]`` with one LLVM load of ``<4 x float>`` (PTX
-``ld.global.v4.f32``). On the simulator it is plain indexing.
+roofline. Numba has no vector types for array elements, so on the GPU [`load4`][] is a small
+intrinsic that reads `arr[i:i + 4]` with one LLVM load of `<4 x float>` (PTX
+`ld.global.v4.f32`). On the simulator it is plain indexing.
 
-The address must be 16-byte aligned: ``i`` a multiple of 4 and the array's data pointer
+The address must be 16-byte aligned: `i` a multiple of 4 and the array's data pointer
 aligned (Numba's own allocations are; check views and foreign arrays with
-:func:`aligned16`). A misaligned vector load is an error on the GPU; the simulator checks ``i``.
+[`aligned16`][]). A misaligned vector load is an error on the GPU; the simulator checks `i`.
 
 bfloat16 is float32 with the low 16 bits of the mantissa dropped, so widening it is a shift:
-the float32 with bits ``b << 16``, exact. Numba has no bfloat16 array type; a bfloat16 array
-arrives here as its uint16 bit patterns, and :func:`load4_bf16` returns four float32.
+the float32 with bits `b << 16`, exact. Numba has no bfloat16 array type; a bfloat16 array
+arrives here as its uint16 bit patterns, and [`load4_bf16`][] returns four float32.
 """
 
 import numpy as np
@@ -26,8 +26,8 @@ _LOAD_BYTES = {np.dtype(np.float32): 16, BF16: 8}
 
 
 def aligned16(device_array) -> bool:
-    """Whether a 1-D float32 device array can be read with :func:`load4` (or a 1-D bfloat16
-    one, as uint16 bits, with :func:`load4_bf16`: 8-byte alignment)."""
+    """Whether a 1-D float32 device array can be read with [`load4`][] (or a 1-D bfloat16
+    one, as uint16 bits, with [`load4_bf16`][]: 8-byte alignment)."""
     width = _LOAD_BYTES.get(np.dtype(device_array.dtype))
     if width is None or device_array.ndim != 1:
         return False
@@ -45,7 +45,7 @@ def bf16_to_float32(bits):
 if ON_SIMULATOR:
 
     def load4(arr, i):
-        """arr[i], arr[i + 1], arr[i + 2], arr[i + 3] as one 16-byte load; i % 4 == 0."""
+        """`arr[i], arr[i + 1], arr[i + 2], arr[i + 3]` as one 16-byte load; `i % 4 == 0`."""
         if i % 4:
             raise IndexError(f"load4: index {i} is not a multiple of 4 (a misaligned vector load)")
         return arr[i], arr[i + 1], arr[i + 2], arr[i + 3]
@@ -56,7 +56,7 @@ else:
     from numba.cuda.extending import intrinsic
 
     def _vector_load(element, lanes: int, align: int):
-        """codegen of one `align`-byte load of `lanes` values of LLVM type `element` at arr[i]
+        """codegen of one `align`-byte load of `lanes` values of LLVM type `element` at `arr[i]`
         (arr 1-D), returned as a tuple."""
 
         def codegen(context, builder, sig, args):
@@ -73,7 +73,7 @@ else:
 
     @intrinsic
     def load4(typingctx, arr, i):
-        """arr[i], arr[i + 1], arr[i + 2], arr[i + 3] as one 16-byte load; i % 4 == 0."""
+        """`arr[i], arr[i + 1], arr[i + 2], arr[i + 3]` as one 16-byte load; `i % 4 == 0`."""
         if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1
                 and isinstance(i, types.Integer)):
             return None
@@ -81,7 +81,7 @@ else:
 
     @intrinsic
     def _load_words2(typingctx, arr, i):
-        """arr[i : i + 4] of a 16-bit array as two uint32 words, one 8-byte load; i % 4 == 0."""
+        """`arr[i : i + 4]` of a 16-bit array as two uint32 words, one 8-byte load; i % 4 == 0."""
         if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
                 and isinstance(i, types.Integer)):
             return None
@@ -90,7 +90,7 @@ else:
 if ON_SIMULATOR:
 
     def load4_bf16(arr, i):
-        """Four bfloat16 (uint16 bits) arr[i : i + 4] as float32, one 8-byte load; i % 4 == 0."""
+        """Four bfloat16 (uint16 bits) `arr[i : i + 4]` as float32, one 8-byte load; i % 4 == 0."""
         if i % 4:
             raise IndexError(f"load4_bf16: index {i} is not a multiple of 4 (a misaligned vector load)")
         return (bf16_to_float32(arr[i]), bf16_to_float32(arr[i + 1]),
@@ -100,7 +100,7 @@ else:
 
     @cuda.jit(device=True)
     def load4_bf16(arr, i):
-        """Four bfloat16 (uint16 bits) arr[i : i + 4] as float32, one 8-byte load; i % 4 == 0."""
+        """Four bfloat16 (uint16 bits) `arr[i : i + 4]` as float32, one 8-byte load; i % 4 == 0."""
         lo, hi = _load_words2(arr, i)  # little-endian: element i is the low half of `lo`
         return (bits_float32(lo << uint32(16)), bits_float32(lo & uint32(0xFFFF0000)),
                 bits_float32(hi << uint32(16)), bits_float32(hi & uint32(0xFFFF0000)))

@@ -1,30 +1,30 @@
-"""Tensor cores from Numba: one warp-wide FP8 matrix multiply-accumulate, ``mma.sync`` m16n8k32.
+"""Tensor cores from Numba: one warp-wide FP8 matrix multiply-accumulate, `mma.sync` m16n8k32.
 
 FP8 exists for the tensor cores. A CUDA core has no FP8 arithmetic: chapter 05's first kernels
 decode every code to float32 and multiply in float32, so they can never beat an SGEMM. The
 tensor cores of compute capability >= 8.9 take FP8 codes as they are. PTX reaches them through
-``mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32``: the 32 lanes of a warp together
+`mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32`: the 32 lanes of a warp together
 compute D = A @ B + C for A 16 x 32 (FP8), B 32 x 8 (FP8), C and D 16 x 8 (float32), each lane
 holding a fixed piece of every matrix in its registers (a *fragment*). Numba has no binding for
-it; :func:`mma_fp8` is one inline-PTX instruction (see :mod:`tutorial.ptx`).
+it; [`mma_fp8`][] is one inline-PTX instruction (see `tutorial.ptx`).
 
-Which lane holds what (``g = lane // 4``, ``t = lane % 4``; a register holds 4 FP8 codes, the
+Which lane holds what (`g = lane // 4`, `t = lane % 4`; a register holds 4 FP8 codes, the
 lowest byte first):
 
-====== ================================ ==========================================
-A      a0: row g,     k 4t .. 4t + 3    a1: row g + 8, k 4t .. 4t + 3
-       a2: row g,     k 16 + 4t ..      a3: row g + 8, k 16 + 4t ..
-B      b0: column g, k 4t .. 4t + 3     b1: column g, k 16 + 4t .. 16 + 4t + 3
-C, D   c0, c1: row g, columns 2t, 2t+1  c2, c3: row g + 8, columns 2t, 2t + 1
-====== ================================ ==========================================
+| matrix | registers                               | registers                                  |
+| ------ | --------------------------------------- | ------------------------------------------ |
+| A      | a0: row g, k 4t .. 4t + 3               | a1: row g + 8, k 4t .. 4t + 3              |
+| A      | a2: row g, k 16 + 4t .. 16 + 4t + 3     | a3: row g + 8, k 16 + 4t .. 16 + 4t + 3    |
+| B      | b0: column g, k 4t .. 4t + 3            | b1: column g, k 16 + 4t .. 16 + 4t + 3     |
+| C, D   | c0, c1: row g, columns 2t, 2t + 1       | c2, c3: row g + 8, columns 2t, 2t + 1      |
 
 So a lane's A registers are 4 consecutive codes of a row of A (one 32-bit load from a
 row-major tile), and its B registers 4 consecutive codes of a *column* of B: B is staged
-transposed. :func:`fragment_a` and friends give the same maps as arrays, for checks and
+transposed. [`fragment_a`][] and friends give the same maps as arrays, for checks and
 figures.
 
-The simulator has no tensor cores: there :func:`mma_fp8` gathers the 32 lanes' registers (as
-the warp shuffles of :mod:`tutorial.simulator` do), decodes them and multiplies exactly in
+The simulator has no tensor cores: there [`mma_fp8`][] gathers the 32 lanes' registers (as
+the warp shuffles of `tutorial.simulator` do), decodes them and multiplies exactly in
 float64, rounding D once to float32. The hardware adds the 32 products of one instruction with
 fewer bits than that (about 14 kept, DeepSeek-V3 measured on the H800), which is why a long
 K loop promotes partial sums to float32 every 128 values (chapter 05, "promote").
@@ -64,8 +64,8 @@ def _codes(word) -> list[int]:
 
 
 def mma_reference(a_regs, b_regs, c_regs, fmt_a=fp8.E4M3, fmt_b=fp8.E4M3) -> np.ndarray:
-    """D (16 x 8 float32) from every lane's registers: a_regs[lane] = (a0, a1, a2, a3),
-    b_regs[lane] = (b0, b1), c_regs[lane] = (c0, c1, c2, c3). Exact products and sum
+    """D (16 x 8 float32) from every lane's registers: `a_regs[lane] = (a0, a1, a2, a3)`,
+    `b_regs[lane] = (b0, b1)`, `c_regs[lane] = (c0, c1, c2, c3)`. Exact products and sum
     (float64), one rounding to float32."""
     a = np.zeros((M, K), np.uint8)
     b = np.zeros((K, N), np.uint8)
@@ -84,7 +84,7 @@ def mma_reference(a_regs, b_regs, c_regs, fmt_a=fp8.E4M3, fmt_b=fp8.E4M3) -> np.
 def mma_fp8(fmt_a, fmt_b):
     """The device function (a0, a1, a2, a3, b0, b1, c0, c1, c2, c3) -> (d0, d1, d2, d3): one
     m16n8k32 FP8 x FP8 -> float32 multiply-accumulate by the whole warp (all 32 lanes must
-    call it together, converged). a*, b*: uint32 words of 4 codes; c*, d*: float32."""
+    call it together, converged). `a*`, `b*`: uint32 words of 4 codes; `c*`, `d*`: float32."""
     fmt_a, fmt_b = fp8.as_format(fmt_a), fp8.as_format(fmt_b)
     return _MMA[(fmt_a.name, fmt_b.name)]
 

@@ -1,15 +1,15 @@
 """Single PTX instructions that Numba has no binding for, as intrinsics (GPU only).
 
 Numba compiles a kernel to LLVM IR and NVVM turns that into PTX; an instruction with no LLVM
-equivalent can still be placed in the IR as *inline assembly*, exactly as ``asm("...")`` in
-CUDA C++. :func:`asm_codegen` is the code generator of such an intrinsic:
+equivalent can still be placed in the IR as *inline assembly*, exactly as `asm("...")` in
+CUDA C++. [`asm_codegen`][] is the code generator of such an intrinsic:
 
-* ``rcp_approx_ftz(x)``: ``rcp.approx.ftz.f32``, 1 / x to within one ulp, one instruction
-  (Numba's ``1 / x`` is the IEEE division, a dozen instructions with a slow path).
-* ``max_nan(a, b)``: ``max.NaN.f32``, the maximum that propagates NaN, one instruction.
-* ``cvt_e4m3x2(hi, lo)`` / ``cvt_e5m2x2``: ``cvt.rn.satfinite.e4m3x2.f32``, two float32 to
-  two FP8 codes in one instruction (compute capability >= 8.9), ``lo``'s code in the low
-  byte. numba-cuda's own ``cvt_float_to_fp8`` converts one value per call through a C++ shim.
+* `rcp_approx_ftz(x)`: `rcp.approx.ftz.f32`, 1 / x to within one ulp, one instruction
+  (Numba's `1 / x` is the IEEE division, a dozen instructions with a slow path).
+* `max_nan(a, b)`: `max.NaN.f32`, the maximum that propagates NaN, one instruction.
+* `cvt_e4m3x2(hi, lo)` / `cvt_e5m2x2`: `cvt.rn.satfinite.e4m3x2.f32`, two float32 to
+  two FP8 codes in one instruction (compute capability >= 8.9), `lo`'s code in the low
+  byte. numba-cuda's own `cvt_float_to_fp8` converts one value per call through a C++ shim.
 
 On the simulator there is no PTX: the modules that use these pick software versions there.
 """
@@ -26,7 +26,7 @@ _LLVM = {types.float32: ir.FloatType(), types.uint32: ir.IntType(32), types.uint
 
 def asm_codegen(asm: str, constraints: str, arg_types, ret_types):
     """The codegen of an intrinsic that runs the PTX `asm` (operands $0, $1, ...: outputs
-    first) on arguments cast to `arg_types`, returning one value of ``ret_types[0]`` or a
+    first) on arguments cast to `arg_types`, returning one value of `ret_types[0]` or a
     tuple of several. `constraints` are LLVM's: "=f" a float32 output, "f" a float32 input,
     "r" a 32-bit integer."""
     arg_types, ret_types = tuple(arg_types), tuple(ret_types)
@@ -50,7 +50,7 @@ def _numbers(*args):
 
 @intrinsic
 def rcp_approx_ftz(typingctx, x):
-    """1 / x within one ulp for normal x and 1 / x: PTX rcp.approx.ftz.f32, one MUFU.RCP
+    """1 / x within one ulp for normal x and 1 / x: PTX `rcp.approx.ftz.f32`, one `MUFU.RCP`
     (subnormal inputs and results are flushed to zero)."""
     if not _numbers(x):
         return None
@@ -59,7 +59,7 @@ def rcp_approx_ftz(typingctx, x):
 
 @intrinsic
 def max_nan(typingctx, a, b):
-    """max(a, b) in float32, NaN if either is NaN: PTX max.NaN.f32 (compute capability >= 8.0)."""
+    """max(a, b) in float32, NaN if either is NaN: PTX `max.NaN.f32` (compute capability >= 8.0)."""
     if not _numbers(a, b):
         return None
     return types.float32(a, b), asm_codegen("max.NaN.f32 $0, $1, $2;", "=f,f,f", [types.float32] * 2,
@@ -75,7 +75,7 @@ def _cvt_fp8x2(name):
 @intrinsic
 def cvt_e4m3x2(typingctx, hi, lo):
     """E4M3 codes of two float32, rounded to nearest even, saturating, NaN -> 0x7f: `lo`'s code
-    in bits 0-7, `hi`'s in bits 8-15 (PTX cvt.rn.satfinite.e4m3x2.f32; CC >= 8.9)."""
+    in bits 0-7, `hi`'s in bits 8-15 (PTX `cvt.rn.satfinite.e4m3x2.f32`; CC >= 8.9)."""
     if not _numbers(hi, lo):
         return None
     return types.uint32(hi, lo), _cvt_fp8x2("e4m3")
@@ -83,7 +83,7 @@ def cvt_e4m3x2(typingctx, hi, lo):
 
 @intrinsic
 def cvt_e5m2x2(typingctx, hi, lo):
-    """E5M2 codes of two float32, as cvt_e4m3x2 (PTX cvt.rn.satfinite.e5m2x2.f32; CC >= 8.9)."""
+    """E5M2 codes of two float32, as `cvt_e4m3x2` (PTX `cvt.rn.satfinite.e5m2x2.f32`; CC >= 8.9)."""
     if not _numbers(hi, lo):
         return None
     return types.uint32(hi, lo), _cvt_fp8x2("e5m2")

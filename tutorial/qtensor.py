@@ -1,22 +1,24 @@
 """The result of every quantizer in the course, and the rule that turns a maximum into a scale.
 
-A :class:`QTensor` holds FP8 codes and float32 scales with one fixed meaning, whatever the
-granularity::
+A [`QTensor`][tutorial.qtensor.QTensor] holds FP8 codes and float32 scales with one fixed
+meaning, whatever the granularity:
 
-    x[i, j] ~= decode(codes[i, j]) * scales[i // block[0], j // block[1]]
+```text
+x[i, j] ~= decode(codes[i, j]) * scales[i // block[0], j // block[1]]
+```
 
-(and likewise on any rank: per-tensor is the case block == x.shape, one scale). Per-channel
-scaling along rows is block (1, N); along columns (M, 1); 1x128 groups (1, 128); 128x128
-tiles (128, 128). Edge blocks that do not fill a whole `block` still get their own scale.
+(and likewise on any rank: per-tensor is the case `block == x.shape`, one scale). Per-channel
+scaling along rows is block `(1, N)`; along columns `(M, 1)`; 1x128 groups `(1, 128)`; 128x128
+tiles `(128, 128)`. Edge blocks that do not fill a whole `block` still get their own scale.
 
-Scale rule: ``scale = max(amax, EPS) / fmt.max``, rounded once to float32, where amax is
+Scale rule: `scale = max(amax, EPS) / fmt.max`, rounded once to float32, where amax is
 the largest *finite* magnitude in the block. So the block's largest value maps onto the
 format's largest value, and nothing saturates. Non-finite values do not take part:
 
 * NaN encodes to the NaN code and dequantizes to NaN; the rest of its block is unaffected.
-* +-inf saturates to +-fmt.max, so it dequantizes to +-fmt.max * scale (= the block's
+* +-inf saturates to `+-fmt.max`, so it dequantizes to `+-fmt.max * scale` (= the block's
   largest finite magnitude, or EPS-sized when there is none).
-* A block of zeros gets scale EPS / fmt.max; its codes are zeros and dequantize to exact 0.
+* A block of zeros gets scale `EPS / fmt.max`; its codes are zeros and dequantize to exact 0.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ EPS = 2.0**-40  # the smallest amax a scale is taken from (~9e-13; a power of tw
 
 
 def scale_from_amax(amax, fmt) -> np.ndarray:
-    """float32 scales from float32 maxima: max(amax, EPS) / fmt.max, rounded once.
+    """float32 scales from float32 maxima: `max(amax, EPS) / fmt.max`, rounded once.
 
     The quotient is computed in float64 and rounded to float32. That equals float32 division
-    bit for bit here: fmt.max is 7 * 2^k, and a/7 is never close enough to a float32 midpoint
-    for the float64 rounding to matter.
+    bit for bit here: `fmt.max` is 7 * 2^k, and a / 7 is never close enough to a float32
+    midpoint for the float64 rounding to matter.
     """
     fmt = fp8.as_format(fmt)
     amax = np.asarray(amax, np.float32).astype(np.float64)
@@ -65,7 +67,7 @@ class QTensor:
         return tuple(self.codes.shape)
 
     def to_host(self) -> "QTensor":
-        """The same QTensor with numpy arrays (copies device arrays to the host)."""
+        """The same `QTensor` with numpy arrays (copies device arrays to the host)."""
         host = [a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a) for a in (self.codes, self.scales)]
         return QTensor(host[0], host[1], self.fmt, self.block)
 
@@ -78,6 +80,6 @@ class QTensor:
         return s[tuple(slice(0, n) for n in self.shape)]
 
     def dequantize(self) -> np.ndarray:
-        """decode(codes) * scale, in float32, on the host."""
+        """`decode(codes) * scale`, in float32, on the host."""
         q = self.to_host()
         return fp8.decode(q.codes, self.fmt) * self.scale_per_element()

@@ -1,9 +1,10 @@
-"""Exact reference quantizers in numpy, a few lines each (like DeepGEMM's per_token_cast_to_fp8).
+"""Exact reference quantizers in numpy, a few lines each (like DeepGEMM's `per_token_cast_to_fp8`).
 
 They are the specification the kernels are judged against, bit for bit on codes and scales.
 Arithmetic is float64: the quotient x / scale of two float32 numbers is then never close
 enough to an FP8 midpoint for its float64 rounding to matter, so the codes are the correctly
-rounded codes of the exact quotient (tutorial.fp8.encode rounds float64 input once).
+rounded codes of the exact quotient ([`tutorial.fp8.encode`][tutorial.fp8.encode] rounds
+float64 input once).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from .qtensor import EPS, QTensor, scale_from_amax
 
 
 def finite_amax(x, axis=None, keepdims=False) -> np.ndarray:
-    """max |x| over the finite elements (0 where there are none), in float64."""
+    """`max |x|` over the finite elements (0 where there are none), in float64."""
     x = np.asarray(x, np.float64)
     return np.max(np.where(np.isfinite(x), np.abs(x), 0.0), axis=axis, keepdims=keepdims)
 
 
 def pow2_scale_from_amax(amax, fmt) -> np.ndarray:
-    """The smallest power of two s with max(amax, EPS) / s <= fmt.max (UE8M0 scales): exact,
+    """The smallest power of two s with `max(amax, EPS) / s <= fmt.max` (UE8M0 scales): exact,
     from the binary exponent of the quotient, one step up where it falls short."""
     fmt = fp8.as_format(fmt)
     a = np.maximum(np.asarray(amax, np.float32).astype(np.float64), EPS)
@@ -54,7 +55,7 @@ def per_tensor_reference(x, fmt="e4m3", scale=None) -> QTensor:
 
 
 def per_channel_reference(x, axis, fmt="e4m3") -> QTensor:
-    """One scale per index along `axis` of 2-D `x`: axis=0 one per row, axis=1 one per column."""
+    """One scale per index along `axis` of 2-D `x`: `axis=0` one per row, `axis=1` one per column."""
     if axis not in (0, 1):
         raise ValueError(f"per_channel_reference: axis must be 0 (rows) or 1 (columns), got {axis!r}")
     m, n = np.shape(x)
@@ -62,17 +63,17 @@ def per_channel_reference(x, axis, fmt="e4m3") -> QTensor:
 
 
 def per_token_group_reference(x, group=128, fmt="e4m3", pow2_scales=False) -> QTensor:
-    """1 x `group` blocks: one scale per row and `group` columns (DeepGEMM's per_token_cast_to_fp8)."""
+    """1 x `group` blocks: one scale per row and `group` columns (DeepGEMM's `per_token_cast_to_fp8`)."""
     return blockwise_reference(x, (1, group), fmt, pow2_scales)
 
 
 def per_block_reference(x, tile=128, fmt="e4m3", pow2_scales=False) -> QTensor:
-    """`tile` x `tile` blocks (DeepGEMM's per_block_cast_to_fp8)."""
+    """`tile` x `tile` blocks (DeepGEMM's `per_block_cast_to_fp8`)."""
     return blockwise_reference(x, (tile, tile), fmt, pow2_scales)
 
 
 def interleaved_reference(q: QTensor) -> np.ndarray:
-    """The interleaved layout of a (1, group) QTensor: per row, each group's codes followed by
+    """The interleaved layout of a `(1, group)` QTensor: per row, each group's codes followed by
     the 4 bytes of its float32 scale."""
     q = q.to_host()
     rows, group = q.codes.shape[0], q.block[1]
@@ -82,7 +83,7 @@ def interleaved_reference(q: QTensor) -> np.ndarray:
 
 
 def scaled_matmul_reference(a: QTensor, b: QTensor) -> np.ndarray:
-    """C = sum_k decode(a) * a_scale * decode(b) * b_scale in float64: every product of a code
+    """`C = sum_k decode(a) * a_scale * decode(b) * b_scale` in float64: every product of a code
     (4 significant bits at most) and a float32 scale is exact in float64, and so is the rest,
     up to float64's rounding of the sum."""
     deq = [fp8.decode(q.to_host().codes, q.fmt).astype(np.float64) * q.scale_per_element().astype(np.float64)

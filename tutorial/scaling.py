@@ -2,10 +2,11 @@
 the quotient encoder to use, and the checks on its input.
 
 * The scale comes from the largest *finite* magnitude: NaN and +-inf count as 0, so one bad
-  value cannot blow a scale up (chapter 01's reduction machinery with :func:`finite_abs`).
-* :func:`scale_from_amax` is the rule of :mod:`tutorial.qtensor`, in float32, bit for bit.
+  value cannot blow a scale up (chapter 01's reduction machinery with [`finite_abs`][]).
+* [`scale_from_amax`][] is the rule of [`tutorial.qtensor`][tutorial.qtensor], in float32,
+  bit for bit.
 * Each code is the correctly rounded FP8 code of the exact quotient x / scale
-  (:func:`tutorial.fp8.encode_e4m3_quotient`), not of its float32 rounding. On compute
+  (`tutorial.fp8.encode_e4m3_quotient`), not of its float32 rounding. On compute
   capability >= 8.9 the hardware conversion does most of that rounding, with the same codes.
 """
 
@@ -28,7 +29,7 @@ _EPS32 = float32(EPS)
 
 @cuda.jit(device=True)
 def finite_abs(v):
-    """|v| for finite v; 0 for NaN and +-inf, which must not set a scale."""
+    """`|v|` for finite v; 0 for NaN and +-inf, which must not set a scale."""
     a = abs(float32(v))
     return a if a <= FLT_MAX else float32(0.0)  # NaN <= anything is False
 
@@ -44,8 +45,8 @@ def finite_abs_bf16_at(x, i):
 
 
 def finite_absmax4_with(load):
-    """The device function finite amax of x[i:i + 4], read with one `load` (load4: 16 bytes of
-    float32; load4_bf16: 8 bytes of bfloat16)."""
+    """The device function finite amax of `x[i:i + 4]`, read with one `load` (`load4`: 16 bytes
+    of float32; `load4_bf16`: 8 bytes of bfloat16)."""
 
     @cuda.jit(device=True)
     def finite_absmax4(x, i):
@@ -60,7 +61,7 @@ finite_absmax4 = finite_absmax4_with(load4)
 
 @cuda.jit(device=True)
 def scale_from_amax(amax, fmax):
-    """max(amax, EPS) / fmax in float32: the scale rule of tutorial.qtensor, bit for bit."""
+    """`max(amax, EPS) / fmax` in float32: the scale rule of `tutorial.qtensor`, bit for bit."""
     return max(float32(amax), _EPS32) / float32(fmax)
 
 
@@ -70,12 +71,12 @@ finite_amax_kernel_bf16 = reduction.max_kernel_vec4(finite_absmax4_with(load4_bf
 
 
 def loader(d):
-    """The 4-element load for device array `d`'s dtype: load4 (float32) or load4_bf16."""
+    """The 4-element load for device array `d`'s dtype: `load4` (float32) or `load4_bf16`."""
     return load4_bf16 if np.dtype(d.dtype) == BF16 else load4
 
 
 def quotient_encoder(fmt):
-    """The device function code = encode(x / scale) for `fmt`: the hardware-assisted one where
+    """The device function `code = encode(x / scale)` for `fmt`: the hardware-assisted one where
     the GPU converts to FP8 itself (identical codes), else the software one."""
     if fp8.hardware_fp8_available():
         return {"e4m3": fp8.encode_e4m3_quotient_hw, "e5m2": fp8.encode_e5m2_quotient_hw}[fmt.name]
@@ -86,7 +87,7 @@ _kernels: dict = {}
 
 
 def cached_kernel(key, build):
-    """build() once per key: kernels specialised on a format (or a size) are made on first use."""
+    """`build()` once per key: kernels specialised on a format (or a size) are made on first use."""
     if key not in _kernels:
         _kernels[key] = build()
     return _kernels[key]
@@ -101,7 +102,7 @@ def as_device_float(x, name: str, ndim: int | None = None):
     """(device array, came_from_host), after the checks every quantizer makes: a float dtype,
     the rank if one is required, not empty. Numpy input is copied to the device; numba, torch
     and cupy device arrays are used where they are. bfloat16 (ml_dtypes on the host, torch on
-    the device) arrives as a uint16 device array of its bit patterns (see tutorial.loads)."""
+    the device) arrives as a uint16 device array of its bit patterns (see `tutorial.loads`)."""
     host = not reduction._is_device_array(x)
     if host:
         x = np.asarray(x)
@@ -164,7 +165,8 @@ def finite_amax(flat):
 
 
 def finite_amax_into(flat, partials, counter, out):
-    """The one launch of :func:`finite_amax` on preallocated arrays (see reduction.absmax_into)."""
+    """The one launch of [`finite_amax`][] on preallocated arrays (see
+    [`reduction.absmax_into`][tutorial.reduction.absmax_into])."""
     if np.dtype(flat.dtype) == BF16 and not aligned16(flat):
         flat = widen_bf16(flat)
     if aligned16(flat):

@@ -1,13 +1,13 @@
 """Exhaustive check of the FP8 encoders: every one of the 2^32 float32 bit patterns.
 
 On a GPU, a kernel turns each index into a float32 bit pattern and encodes it with the
-software encoders (:func:`tutorial.fp8.encode_e4m3` / ``encode_e5m2``) and, on compute
-capability >= 8.9, the hardware conversion; the host compares both with ml_dtypes (after
-clipping to +-max, since ml_dtypes does not saturate, and with every NaN input expected as
-the canonical code 0x7f, since ml_dtypes keeps NaN signs and uses 0x7e for E5M2). Mismatch
-counts must all be 0.
+software encoders ([`tutorial.fp8.encode_e4m3`][tutorial.fp8.encode_e4m3] / `encode_e5m2`)
+and, on compute capability >= 8.9, the hardware conversion; the host compares both with
+ml_dtypes (after clipping to +-max, since ml_dtypes does not saturate, and with every NaN
+input expected as the canonical code 0x7f, since ml_dtypes keeps NaN signs and uses 0x7e for
+E5M2). Mismatch counts must all be 0.
 
-Run it with ``fp8-tutorial verify-fp8`` (GPU only: the simulator would need weeks).
+Run it with `fp8-tutorial verify-fp8` (GPU only: the simulator would need weeks).
 """
 
 from __future__ import annotations
