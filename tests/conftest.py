@@ -17,24 +17,33 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_addoption(parser):
     parser.addoption("--impl", choices=grading.IMPLEMENTATIONS, default="solution",
                      help="test the library (solution) or the chapters' exercise.py files")
-    parser.addoption("--chapter", default=None, help="only the tests of this chapter, e.g. 00")
+    parser.addoption("--chapter", default=None, help="only the tests of this chapter, e.g. 00; with "
+                     "--impl exercise, only this chapter's exercise file is used")
+    parser.addoption("--exercise", default=None, help="only the graded tests of these exercises, e.g. warp_max "
+                     "or warp_max,block_max")
+    parser.addoption("--isolate", default=None, help="with --impl exercise: this exercise from the learner's "
+                     "file, the chapter's other exercises from the library")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "graded(function): a graded test of the exercise `function`")
     config.addinivalue_line("markers", "chapter(number): the chapter whose library code a test checks")
-    grading.use(config.getoption("impl"), ROOT)
+    wanted = config.getoption("chapter")
+    grading.use(config.getoption("impl"), ROOT, chapters=None if wanted is None else [wanted],
+                isolate=config.getoption("isolate"))
 
 
 def pytest_collection_modifyitems(config, items):
-    wanted = config.getoption("chapter")
-    if wanted is None:
-        return
-    keep, drop = [], []
-    for item in items:
-        mark = item.get_closest_marker("chapter")
-        (keep if mark and mark.args[0] == wanted.zfill(2) else drop).append(item)
-    config.hook.pytest_deselected(items=drop)
+    wanted, exercises = config.getoption("chapter"), config.getoption("exercise")
+    exercises = None if exercises is None else exercises.split(",")
+
+    def selected(item):
+        chapter, graded = item.get_closest_marker("chapter"), item.get_closest_marker("graded")
+        return ((wanted is None or (chapter is not None and chapter.args[0] == wanted.zfill(2)))
+                and (exercises is None or (graded is not None and graded.args[0] in exercises)))
+
+    keep = [item for item in items if selected(item)]
+    config.hook.pytest_deselected(items=[item for item in items if not selected(item)])
     items[:] = keep
 
 

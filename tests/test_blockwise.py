@@ -24,33 +24,38 @@ def with_zero_block(x, block):
 @group_exercise
 @pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
 def test_1x128_matches_the_deepgemm_style_reference(fmt):
+    """1x128 groups with outliers, NaN, -inf, signed zeros, and an all-zero first group."""
     x = with_zero_block(hostile((6, 512), seed=1), (1, 128))
-    assert_same(blockwise.quantize_blockwise(x, (1, 128), fmt), per_token_group_reference(x, 128, fmt))
+    assert_same(blockwise.quantize_blockwise(x, (1, 128), fmt), per_token_group_reference(x, 128, fmt), x)
 
 
 @group_exercise
-@pytest.mark.parametrize("bn", [16, 32, 64, 256])
+@pytest.mark.parametrize("bn", [16, 32, 64, 256], ids=lambda bn: f"groups of {bn}")
 def test_other_group_widths_along_a_row(bn):
+    """Group widths other than 128, with an all-zero first group."""
     x = with_zero_block(hostile((3, 512), seed=bn), (1, bn))
-    assert_same(blockwise.quantize_blockwise(x, (1, bn)), blockwise_reference(x, (1, bn)))
+    assert_same(blockwise.quantize_blockwise(x, (1, bn)), blockwise_reference(x, (1, bn)), x)
 
 
 @group_exercise
 def test_a_last_warp_tile_that_is_partly_past_the_end():
+    """3x96 in groups of 32: the last warp's 128 values hold only 32 of the matrix (a tail)."""
     x = hostile((3, 96), seed=5)  # 288 values: the third 128-value warp tile holds only 32
-    assert_same(blockwise.quantize_blockwise(x, (1, 32)), blockwise_reference(x, (1, 32)))
+    assert_same(blockwise.quantize_blockwise(x, (1, 32)), blockwise_reference(x, (1, 32)), x)
 
 
 @group_exercise
 def test_m_major_scales_are_the_same_scales_stored_transposed():
+    """scales_m_major=True: the same scales, stored column by column (as (N / 128, M))."""
     x = hostile((5, 256), seed=6)
     q = blockwise.quantize_blockwise(x, (1, 128), scales_m_major=True)
-    assert_same(q, per_token_group_reference(x))
-    assert q.scales.shape == (5, 2) and q.scales.T.flags["C_CONTIGUOUS"]  # stored as (N / 128, M)
+    assert_same(q, per_token_group_reference(x), x)
+    assert q.scales.shape == (5, 2) and q.scales.T.flags["C_CONTIGUOUS"], "scales not stored M-major"
 
 
 @group_exercise
 def test_interleaved_buffer_holds_each_groups_codes_then_its_scale():
+    """The interleaved layout: each group's 128 codes, then the 4 bytes of its scale."""
     x = hostile((4, 384), seed=7)
     buf = blockwise.quantize_groups_interleaved(x, 128)
     ref = per_token_group_reference(x)
@@ -58,12 +63,13 @@ def test_interleaved_buffer_holds_each_groups_codes_then_its_scale():
     assert_same(blockwise.split_interleaved(buf, 128), ref)
 
 
-@group_exercise
-@pytest.mark.parametrize("block", [(1, 128), (128, 128)])
+@pytest.mark.parametrize("block", [pytest.param((1, 128), marks=group_exercise, id="1x128 groups"),
+                                   pytest.param((128, 128), marks=tile_exercise, id="128x128 tiles")])
 def test_power_of_two_scales(block):
+    """pow2_scales=True: every scale the smallest power of two that does not saturate (UE8M0)."""
     x = hostile((130, 256), seed=8) if block[0] > 1 else hostile((4, 256), seed=8)
     q = blockwise.quantize_blockwise(x, block, pow2_scales=True)
-    assert_same(q, blockwise_reference(x, block, pow2_scales=True))
+    assert_same(q, blockwise_reference(x, block, pow2_scales=True), x)
     mantissa, _ = np.frexp(q.scales)
     assert (mantissa == 0.5).all(), "every scale is a power of two"
 
@@ -78,14 +84,16 @@ def test_pow2_scale_is_the_smallest_power_of_two_that_does_not_saturate():
 @tile_exercise
 @pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
 def test_128x128_matches_the_deepgemm_style_reference(fmt):
+    """128x128 tiles: an all-zero first tile, and a second row of tiles only 2 rows high."""
     x = with_zero_block(hostile((130, 256), seed=9), (128, 128))  # a second row of tiles 2 rows high
-    assert_same(blockwise.quantize_blockwise(x, (128, 128), fmt), per_block_reference(x, 128, fmt))
+    assert_same(blockwise.quantize_blockwise(x, (128, 128), fmt), per_block_reference(x, 128, fmt), x)
 
 
 @tile_exercise
 def test_edge_tiles_of_a_300x1000_matrix():
+    """300x1000 in 128x128 tiles: partial tiles along both edges and in the corner."""
     x = hostile((300, 1000), seed=10)
-    assert_same(blockwise.quantize_blockwise(x, (128, 128)), per_block_reference(x))
+    assert_same(blockwise.quantize_blockwise(x, (128, 128)), per_block_reference(x), x)
 
 
 @pytest.mark.parametrize("shape, block, dtype", [((7, 300), (1, 128), np.float32),  # rows not whole groups

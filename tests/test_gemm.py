@@ -36,8 +36,9 @@ def float32_bound(a, b, extra=0):
 def assert_within_bound(c, exact, bound, what):
     c = np.asarray(c, np.float64)
     over = np.abs(c - exact) > bound
+    where = ", ".join(str(int(i)) for i in np.argwhere(over)[0]) if over.any() else ""
     assert not over.any(), (f"{what}: {over.sum()} of {c.size} elements beyond float32's rounding bound; "
-                            f"the first at {tuple(np.argwhere(over)[0])}: got {c[over][0]!r}, exact {exact[over][0]!r}")
+                            f"the first at [{where}]: got {c[over][0]!r}, exact {exact[over][0]!r}")
 
 
 def dequantized(q):
@@ -55,6 +56,7 @@ def operands(m, k, n, seed):
 @pytest.mark.parametrize("kernel", ["naive", pytest.param("tiled", marks=pytest.mark.graded("tiled_kernel")),
                                     "blocked"])
 def test_float32_kernels_are_within_the_rounding_bound(kernel):
+    """37x70 @ 70x45, no dimension a multiple of a tile: partial tiles on every edge."""
     a, b = operands(37, 70, 45, seed=1)  # no dimension a multiple of any tile
     c = gemm.matmul_float32(a, b, kernel)
     assert c.shape == (37, 45)
@@ -73,6 +75,7 @@ DEQUANTIZE_ON_LOAD = {"2x36 a, 24x5 b": ((2, 36), (24, 5))}  # 36 is no multiple
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.graded("blocked_kernel")) for n in GRANULARITIES]
                          + list(DEQUANTIZE_ON_LOAD))
 def test_scaled_matmul_matches_the_float64_formula(name):
+    """33x300 @ 300x47 FP8 operands with an outlier channel, at each scale granularity."""
     a, b = operands(33, 300, 47, seed=2)
     block_a, block_b = {**GRANULARITIES, **DEQUANTIZE_ON_LOAD}[name]
     qa, qb = blockwise_reference(a, block_a), blockwise_reference(b, block_b)
@@ -82,6 +85,7 @@ def test_scaled_matmul_matches_the_float64_formula(name):
 
 @pytest.mark.graded("blocked_kernel")
 def test_odd_shapes_129x257x300_with_deepgemm_scales():
+    """129x300 @ 300x257 with 1x128 / 128x128 scales: a K-block cut short at the end, odd M and N."""
     a, b = operands(129, 300, 257, seed=3)
     qa, qb = blockwise_reference(a, (1, 128)), blockwise_reference(b, (128, 128))
     for mode in ("promote", "dequant"):

@@ -24,14 +24,18 @@ def hostile(shape, seed, dtype=np.float32):
     return x.astype(dtype)
 
 
-def assert_same(q, ref):
-    assert q.block == ref.block and q.fmt is ref.fmt
+def assert_same(q, ref, x=None):
+    """The QTensor `q` is `ref`: block, format, scales and codes (codes named with their input `x`)."""
+    assert q.block == ref.block, f"block {q.block}, expected {ref.block}"
+    assert q.fmt is ref.fmt, f"format {q.fmt.name}, expected {ref.fmt.name}"
     grading.assert_array_matches(q.scales, ref.scales, what="scales")
-    grading.assert_array_matches(q.codes, ref.codes, what="codes")
+    grading.assert_array_matches(q.codes, ref.codes, what="codes",
+                                 inputs=None if x is None else np.asarray(x).astype(np.float32))
 
 
 @pytest.mark.graded("pack4")
 def test_pack4_puts_the_first_code_in_the_low_byte():
+    """Two words of four codes each, sign bits and 0xff among them: c0 lands in the low byte."""
     @cuda.jit
     def pack(codes, out):
         i = cuda.grid(1)
@@ -47,10 +51,11 @@ def test_pack4_puts_the_first_code_in_the_low_byte():
 
 @kernel_exercise
 @pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
-@pytest.mark.parametrize("shape", [(1000,), (36, 300), (4,)])
+@pytest.mark.parametrize("shape", [(1000,), (36, 300), (4,)], ids=["1000 values", "36x300", "one word"])
 def test_dynamic_per_tensor_matches_the_reference(fmt, shape):
+    """Normal values with outliers, NaN, -inf, signed zeros and an underflow: codes and scale."""
     x = hostile(shape, seed=sum(shape))
-    assert_same(per_tensor.quantize_per_tensor(x, fmt), per_tensor_reference(x, fmt))
+    assert_same(per_tensor.quantize_per_tensor(x, fmt), per_tensor_reference(x, fmt), x)
 
 
 @pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
@@ -68,33 +73,39 @@ def test_float16_and_float64_input():
 
 @kernel_exercise
 def test_static_scale_is_used_as_given_and_saturates_beyond_it():
+    """A static scale of 0.01, far too small for these values: used as given, larger values saturate."""
     x = hostile((500,), seed=4)
     q = per_tensor.quantize_per_tensor(x, "e4m3", scale=0.01)
-    assert_same(q, per_tensor_reference(x, "e4m3", scale=0.01))
-    assert q.scales[0] == np.float32(0.01)
-    assert (q.dequantize()[np.isfinite(x)] <= 448 * np.float32(0.01)).all()
+    assert_same(q, per_tensor_reference(x, "e4m3", scale=0.01), x)
+    assert q.scales[0] == np.float32(0.01), f"scale {q.scales[0]!r}, expected 0.01"
+    assert (q.dequantize()[np.isfinite(x)] <= 448 * np.float32(0.01)).all(), "values beyond 448 * scale"
 
 
 @kernel_exercise
 def test_all_zero_tensor_dequantizes_to_exact_zeros():
-    q = per_tensor.quantize_per_tensor(np.zeros((8, 8), np.float32))
-    assert (q.codes == 0).all() and (q.dequantize() == 0).all()
-    assert q.scales[0, 0] == scale_from_amax(0.0, "e4m3")
+    """An all-zero tensor: code 0 everywhere, and the scale of the smallest amax (no division by 0)."""
+    x = np.zeros((8, 8), np.float32)
+    q = per_tensor.quantize_per_tensor(x)
+    grading.assert_array_matches(q.codes, np.zeros((8, 8), np.uint8), inputs=x, what="codes")
+    assert q.scales[0, 0] == scale_from_amax(0.0, "e4m3"), f"scale {q.scales[0, 0]!r}"
+    assert (q.dequantize() == 0).all()
 
 
 @kernel_exercise
 def test_nan_stays_nan_and_inf_saturates():
+    """[1, nan, inf, -2]: NaN stays NaN, inf saturates to the amax of the finite values (2)."""
     x = np.array([[1.0, np.nan, np.inf, -2.0]], np.float32)
     back = per_tensor.quantize_per_tensor(x).dequantize()
-    assert np.isnan(back[0, 1]) and back[0, 2] == 2.0 and back[0, 3] == -2.0 and back[0, 0] == 1.0
+    grading.assert_array_matches(back, np.float32([[1.0, np.nan, 2.0, -2.0]]), inputs=x, what="dequantized value")
 
 
 @kernel_exercise
 def test_device_input_gives_a_device_qtensor():
+    """A device array in gives codes and scales that stay on the device."""
     x = hostile((64, 64), seed=9)
     q = per_tensor.quantize_per_tensor(cuda.to_device(x))
-    assert hasattr(q.codes, "copy_to_host") and hasattr(q.scales, "copy_to_host")
-    assert_same(q.to_host(), per_tensor_reference(x))
+    assert hasattr(q.codes, "copy_to_host") and hasattr(q.scales, "copy_to_host"), "a host QTensor came back"
+    assert_same(q.to_host(), per_tensor_reference(x), x)
 
 
 def test_unaligned_views_take_the_general_kernel():

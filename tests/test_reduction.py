@@ -36,8 +36,9 @@ def warp_max_kernel(x, out):
 
 
 @pytest.mark.graded("warp_max")
-@pytest.mark.parametrize("where", [0, 17, 31])
+@pytest.mark.parametrize("where", [0, 17, 31], ids=lambda lane: f"maximum in lane {lane}")
 def test_warp_max_gives_every_lane_its_warps_maximum(where):
+    """Every lane of two warps gets its own warp's maximum; all other values are negative."""
     x = -np.abs(np.random.default_rng(where).standard_normal(64)).astype(np.float32)
     x[where] = 7.0  # warp 0's maximum at lane `where`
     x[32 + (where * 5) % 32] = 3.0  # warp 1's maximum elsewhere
@@ -49,11 +50,12 @@ def test_warp_max_gives_every_lane_its_warps_maximum(where):
 
 @pytest.mark.graded("warp_max")
 def test_warp_max_propagates_nan():
+    """A NaN in lane 9 makes every lane's maximum NaN (combine with nan_max, not max)."""
     x = np.arange(32, dtype=np.float32)
     x[9] = np.nan
     out = np.zeros(32, np.float32)
     warp_max_kernel[1, 32](x, out)
-    assert np.isnan(out).all(), f"lanes without NaN: {np.flatnonzero(~np.isnan(out))}"
+    assert np.isnan(out).all(), f"lanes without NaN: {np.flatnonzero(~np.isnan(out)).tolist()}"
 
 
 # -- block_max --------------------------------------------------------------------------------
@@ -66,8 +68,9 @@ def block_max_kernel(x, out):
 
 
 @pytest.mark.graded("block_max")
-@pytest.mark.parametrize("threads", [32, 64, 96])
+@pytest.mark.parametrize("threads", [32, 64, 96], ids=lambda n: f"{n // 32} warp{'s' * (n > 32)} per block")
 def test_block_max_gives_every_thread_its_blocks_maximum(threads):
+    """Every thread of two blocks gets its own block's maximum, held by block 0's last thread."""
     x = np.random.default_rng(threads).standard_normal(2 * threads).astype(np.float32)
     x[threads - 1] = 9.0  # block 0: the last thread holds the maximum
     out = np.zeros(2 * threads, np.float32)
@@ -78,11 +81,12 @@ def test_block_max_gives_every_thread_its_blocks_maximum(threads):
 
 @pytest.mark.graded("block_max")
 def test_block_max_propagates_nan_from_any_warp():
+    """A NaN in warp 1 (thread 40) reaches every thread of the block, warp 0's too."""
     x = np.zeros(64, np.float32)
     x[40] = np.nan
     out = np.zeros(64, np.float32)
     block_max_kernel[1, 64](x, out)
-    assert np.isnan(out).all()
+    assert np.isnan(out).all(), f"threads without NaN: {np.flatnonzero(~np.isnan(out)).tolist()}"
 
 
 # -- absmax -----------------------------------------------------------------------------------
@@ -101,15 +105,18 @@ def kernel_absmax(x):
 
 
 @pytest.mark.graded("absmax_kernel")
-@pytest.mark.parametrize("n", [1, 31, 1000, 4099])
+@pytest.mark.parametrize("n", [1, 31, 1000, 4099], ids=lambda n: f"{n} element{'s' * (n > 1)}")
 def test_absmax_matches_numpy_with_the_largest_value_last(n):
+    """The largest magnitude is negative (-1e30) and in the very last element: the tail counts."""
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     x[-1] = -1e30  # a single huge value, negative, in the very last element
-    assert kernel_absmax(x) == np.float32(1e30)
+    got = kernel_absmax(x)
+    assert got == np.float32(1e30), f"expected 1e+30, got {got!r}"
 
 
 @pytest.mark.graded("absmax_kernel")
 def test_absmax_of_random_data_matches_numpy_bit_for_bit():
+    """3000 random values over 3 blocks: the same float32 bits as numpy's max(abs(x))."""
     x = (np.random.default_rng(3).standard_normal(3000) * 10).astype(np.float32)
     got = np.float32(kernel_absmax(x))
     assert got.tobytes() == reference_absmax(x).tobytes(), (got, reference_absmax(x))
@@ -117,25 +124,31 @@ def test_absmax_of_random_data_matches_numpy_bit_for_bit():
 
 @pytest.mark.graded("absmax_kernel")
 def test_absmax_with_a_nan_anywhere_is_nan():
+    """One NaN among 2000 ones (element 1234) makes the result NaN."""
     x = np.ones(2000, np.float32)
     x[1234] = np.nan
-    assert np.isnan(kernel_absmax(x))
+    got = kernel_absmax(x)
+    assert np.isnan(got), f"expected nan, got {got!r}"
 
 
 @pytest.mark.graded("absmax_kernel")
 def test_absmax_of_zeros_and_negative_zeros_is_positive_zero():
+    """All zeros, two of them negative: the result is +0.0 (abs before max)."""
     got = kernel_absmax(np.array([0.0, -0.0, -0.0], np.float32))
-    assert got == 0.0 and not np.signbit(got)
+    assert got == 0.0 and not np.signbit(got), f"expected 0.0, got {got!r}"
 
 
 @pytest.mark.graded("absmax_kernel")
 def test_absmax_of_float16_and_any_shape():
+    """A float16 array of shape (3, 5, 70): any dtype and rank, read as a flat run of values."""
     x = np.random.default_rng(4).standard_normal((3, 5, 70)).astype(np.float16)
-    assert kernel_absmax(x) == reference_absmax(x)
+    got = kernel_absmax(x)
+    assert got == reference_absmax(x), f"expected {reference_absmax(x)!r}, got {got!r}"
 
 
 @pytest.mark.graded("absmax_kernel")
 def test_absmax_is_deterministic():
+    """Three launches on the same 5000 values give the same, right, bits (no race between blocks)."""
     x = np.random.default_rng(5).standard_normal(5000).astype(np.float32)
     runs = {np.float32(kernel_absmax(x)).tobytes() for _ in range(3)}
     assert runs == {reference_absmax(x).tobytes()}, "the same bits, and the right ones, every run"

@@ -1,8 +1,9 @@
-"""The chapters of the course: where each one's files live and which solution module it teaches."""
+"""The chapters of the course: where each one's files live, which solution module it teaches,
+and the exercises carved from it, with the exercises each one builds on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -12,6 +13,9 @@ class Chapter:
     slug: str  # folder name under chapters/
     title: str
     solution_module: str  # the library module whose marked regions become the exercise
+    # exercise -> the exercises of this chapter it calls: when one of those fails, the grader
+    # says so instead of blaming the exercise that merely calls it
+    exercises: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def folder(self, root: Path) -> Path:
         return Path(root) / "chapters" / self.slug
@@ -19,14 +23,31 @@ class Chapter:
     def exercise_path(self, root: Path) -> Path:
         return self.folder(root) / "exercise.py"
 
+    def needs(self, exercise: str) -> list[str]:
+        """Every exercise `exercise` builds on, directly or through another, nearest first."""
+        order: list[str] = []
+        todo = list(self.exercises.get(exercise, ()))
+        while todo:
+            name = todo.pop(0)
+            if name not in order:
+                order.append(name)
+                todo += self.exercises.get(name, ())
+        return order
+
 
 CHAPTERS = [
-    Chapter("00", "00_fp8_formats", "FP8 formats", "tutorial.fp8"),
-    Chapter("01", "01_warp_reduction", "Warp-shuffle max reduction", "tutorial.reduction"),
-    Chapter("02", "02_per_tensor", "Per-tensor quantization, static and dynamic", "tutorial.per_tensor"),
-    Chapter("03", "03_per_channel", "Per-channel quantization", "tutorial.per_channel"),
-    Chapter("04", "04_fine_grained", "Fine-grained (block) quantization", "tutorial.blockwise"),
-    Chapter("05", "05_scaled_gemm", "Shared-memory tiled GEMM with fine-grained FP8 scales", "tutorial.gemm"),
+    Chapter("00", "00_fp8_formats", "FP8 formats", "tutorial.fp8",
+            {"round_bits_to_fp8": (), "fp8_to_float32_bits": ()}),
+    Chapter("01", "01_warp_reduction", "Warp-shuffle max reduction", "tutorial.reduction",
+            {"warp_max": (), "block_max": ("warp_max",), "absmax_kernel": ("block_max",)}),
+    Chapter("02", "02_per_tensor", "Per-tensor quantization, static and dynamic", "tutorial.per_tensor",
+            {"pack4": (), "per_tensor_kernel_vec4": ("pack4",)}),
+    Chapter("03", "03_per_channel", "Per-channel quantization", "tutorial.per_channel",
+            {"per_row_kernel_vec4": ()}),
+    Chapter("04", "04_fine_grained", "Fine-grained (block) quantization", "tutorial.blockwise",
+            {"row_group_kernel": (), "tile_kernel": ()}),
+    Chapter("05", "05_scaled_gemm", "Shared-memory tiled GEMM with fine-grained FP8 scales", "tutorial.gemm",
+            {"tiled_kernel": (), "blocked_kernel": ()}),
 ]
 
 
@@ -36,6 +57,15 @@ def chapter(key: str) -> Chapter:
         if key in (ch.number, ch.slug) or key.lstrip("0") == ch.number.lstrip("0"):
             return ch
     raise ValueError(f"no chapter {key!r}; chapters: {', '.join(c.number for c in CHAPTERS)}")
+
+
+def chapter_of_exercise(name: str) -> Chapter:
+    """The chapter whose exercise is called `name`."""
+    for ch in CHAPTERS:
+        if name in ch.exercises:
+            return ch
+    known = ", ".join(n for c in CHAPTERS for n in c.exercises)
+    raise ValueError(f"no exercise {name!r}; exercises: {known}")
 
 
 def find_root(start: Path | None = None) -> Path:

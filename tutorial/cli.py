@@ -136,21 +136,23 @@ def exercises(args) -> int:
         for path in old:
             print(f"stale: {path.relative_to(root)} (run `fp8-tutorial exercises`)")
         return 1 if old else 0
-    for path in write_all(root):
-        print(f"wrote {path.relative_to(root)}")
-    return 0
+    kept = False
+    for path, what in write_all(root, force=args.force):
+        print(f"{path.relative_to(root)}: {what}")
+        kept |= what.startswith("kept")
+    return 1 if kept else 0
 
 
 def grade(args) -> int:
     from .grading import grade as run_grader
 
     try:
-        text, _ = run_grader(args.chapter)
+        text, _, ok = run_grader(args.chapter, args.exercise)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f"fp8-tutorial grade: {exc}", file=sys.stderr)
         return 2
     print(text)
-    return 0
+    return 0 if ok else 1
 
 
 def demo(args) -> int:
@@ -192,11 +194,16 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="GPU only: a chapter's benchmark sweep, recorded as JSON and PNG under results/")
     p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
     p.set_defaults(run=bench_command)
-    p = sub.add_parser("exercises", help="regenerate every chapter's exercise.py from the solutions")
+    p = sub.add_parser("exercises", help="bring every chapter's exercise.py up to date with the solutions "
+                       "(files holding your edits are kept)")
     p.add_argument("--check", action="store_true", help="only report exercise files that are stale")
+    p.add_argument("--force", action="store_true",
+                   help="also replace files holding your edits (each is saved beside it as a .bak file first)")
     p.set_defaults(run=exercises)
-    p = sub.add_parser("grade", help="run the graded tests against your exercise files and report")
+    p = sub.add_parser("grade", help="run the graded tests against your exercise files and report "
+                       "(exit code 0 only if everything passed)")
     p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
+    p.add_argument("exercise", nargs="?", help="one exercise of that chapter, such as warp_max (default: all)")
     p.set_defaults(run=grade)
     p = sub.add_parser("verify-fp8", help="GPU only: compare the FP8 encoders with ml_dtypes on all 2^32 float32 patterns")
     p.add_argument("--out", help="also write the JSON result here")

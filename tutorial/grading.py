@@ -1,13 +1,15 @@
 """Grading: the same tests, run against the solutions or against a learner's exercise files.
 
-* Tests get the module under test from :func:`load` (``fp8 = grading.load("tutorial.fp8")``):
-  the library module, or, under ``pytest --impl exercise``, the chapter's ``exercise.py``.
-* Graded tests carry ``@pytest.mark.graded("<function the learner writes>")``.
-* ``fp8-tutorial grade [chapter]`` runs the graded tests in a separate process (so that a
-  learner's crash or endless loop cannot take the grader down), with a time limit per test,
-  and prints passed / failed / not yet attempted per exercise, the first failure's message,
-  and a score.
-* :func:`assert_array_matches` is the comparison the graded tests use: it checks shape and
+* Tests get the module under test from [`load`][] (`fp8 = grading.load("tutorial.fp8")`):
+  the library module, or, under `pytest --impl exercise`, the chapter's `exercise.py`.
+* Graded tests carry `@pytest.mark.graded("<function the learner writes>")`.
+* `fp8-tutorial grade [chapter [exercise]]` runs the graded tests in separate processes
+  (so that a learner's crash or endless loop cannot take the grader down), one chapter at a
+  time with only that chapter's exercise file swapped in, with a time limit per test. It
+  prints passed / failed / blocked (an exercise it builds on fails) / not yet attempted per
+  exercise, what the first failing test's input shows and why it failed, and a score; its
+  exit code is 0 only when everything passed.
+* [`assert_array_matches`][] is the comparison the graded tests use: it checks shape and
   dtype first, then names the first wrong element, its input, and what was expected.
 """
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from .chapters import CHAPTERS, Chapter, chapter
 from .exercises import NOT_ATTEMPTED, untouched
@@ -31,15 +34,25 @@ from .exercises import NOT_ATTEMPTED, untouched
 IMPLEMENTATIONS = ("solution", "exercise")
 _impl = "solution"
 _root: Path | None = None
+_chapters: frozenset[str] | None = None  # chapters whose exercise files are swapped in (None: all)
+_isolate: str | None = None  # the one exercise taken from the learner's file, the rest from the library
 _loaded: dict[str, object] = {}
 
 
-def use(impl: str, root: Path | None = None) -> None:
-    """Choose what :func:`load` returns: the library ("solution") or the exercise files."""
-    global _impl, _root
+def use(impl: str, root: Path | None = None, chapters=None, isolate: str | None = None) -> None:
+    """Choose what [`load`][] returns: the library ("solution") or the exercise files.
+
+    `chapters`: only these chapters' exercise files are used (numbers such as "01"); the other
+    chapters' modules are the library's, so one chapter's file cannot change another's grade.
+    `isolate`: in its chapter's file, take only this exercise from the learner and every other
+    exercise from the library (to tell a wrong exercise from one that calls a wrong one).
+    """
+    global _impl, _root, _chapters, _isolate
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
     _impl, _root = impl, Path(root) if root else None
+    _chapters = None if chapters is None else frozenset(str(c).zfill(2) for c in chapters)
+    _isolate = isolate
     _loaded.clear()
 
 
@@ -49,8 +62,8 @@ def load(module_name: str):
         return importlib.import_module(module_name)
     if module_name not in _loaded:
         ch = next((c for c in CHAPTERS if c.solution_module == module_name), None)
-        if ch is None:  # no exercise made from this module (yet): its tests check the library
-            return importlib.import_module(module_name)
+        if ch is None or (_chapters is not None and ch.number not in _chapters):
+            return importlib.import_module(module_name)  # not under test: the library
         from .chapters import find_root
 
         path = ch.exercise_path(_root or find_root())
@@ -61,6 +74,12 @@ def load(module_name: str):
             spec.loader.exec_module(module)
         except Exception as exc:  # a learner's syntax error must fail that chapter's tests only
             module = _Unloadable(path, exc)
+        else:
+            if _isolate in ch.exercises:
+                library = importlib.import_module(module_name)
+                for name in ch.exercises:
+                    if name != _isolate:  # before any kernel compiles, so kernels see these
+                        setattr(module, name, getattr(library, name))
         _loaded[module_name] = module
     return _loaded[module_name]
 
@@ -104,7 +123,7 @@ def assert_array_matches(got, want, *, inputs=None, what="result") -> None:
     if bad.size == 0:
         return
     i = bad[0]
-    where = np.unravel_index(i, got.shape) if got.ndim > 1 else i
+    where = ", ".join(str(int(k)) for k in np.unravel_index(i, got.shape))
     message = f"{what}: {bad.size} of {got.size} elements wrong; the first is [{where}]"
     if inputs is not None:
         message += f" for input {_describe(np.asarray(inputs).reshape(-1)[i])}"
@@ -117,6 +136,15 @@ def assert_array_matches(got, want, *, inputs=None, what="result") -> None:
 # -- the pytest side: a plugin that writes what happened to each graded test ----------------
 
 
+def describe_test(item) -> str:
+    """What a test's input is meant to show, for a learner: the first line of its docstring
+    (or its name as words), and its parameters' id, e.g. "the warp's maximum in lane 17"."""
+    doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
+    text = doc[0].rstrip(".") if doc else item.originalname.removeprefix("test_").replace("_", " ")
+    callspec = getattr(item, "callspec", None)
+    return f"{text} [{callspec.id}]" if callspec else text
+
+
 class ReportPlugin:
     """Writes, after every graded test, its exercise, outcome and message to a JSON file, and
     which test is running: if a learner's code hangs or crashes the process, the grader still
@@ -125,7 +153,7 @@ class ReportPlugin:
     def __init__(self, path: str, done: set[str]):
         self.path = Path(path)
         self.done = done  # tests finished in an earlier process: not run again
-        self.exercise_of: dict[str, str] = {}
+        self.tests: dict[str, dict] = {}  # nodeid -> {"exercise", "shows"} of each graded test
         self.results: dict[str, dict] = json.loads(self.path.read_text())["results"] if self.path.exists() else {}
         self.running: dict | None = None  # {"nodeid", "exercise"} of the test under way
 
@@ -135,6 +163,7 @@ class ReportPlugin:
         partial.write_text(json.dumps(state, indent=1))
         os.replace(partial, self.path)
 
+    @pytest.hookimpl(trylast=True)  # after the course's own filters (--chapter, --exercise)
     def pytest_collection_modifyitems(self, config, items):
         keep = [item for item in items if item.nodeid not in self.done]
         config.hook.pytest_deselected(items=[item for item in items if item.nodeid in self.done])
@@ -142,24 +171,24 @@ class ReportPlugin:
         for item in items:
             mark = item.get_closest_marker("graded")
             if mark and mark.args:
-                self.exercise_of[item.nodeid] = mark.args[0]
+                self.tests[item.nodeid] = {"exercise": mark.args[0], "shows": describe_test(item)}
 
     def pytest_collectreport(self, report):
         """A test file that cannot even be collected (its exercise does not import) is one
-        failure, named for the file, so that the other chapters are still graded."""
+        failure, named for the file; the grader charges it to the chapter being graded."""
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)
-            self.results[report.nodeid] = {"exercise": f"(importing {report.nodeid})", "outcome": "failed",
+            self.results[report.nodeid] = {"exercise": None, "outcome": "failed", "shows": f"importing {report.nodeid}",
                                            "message": crash.message if crash else str(report.longrepr)[-2000:]}
             self._write()
 
     def pytest_runtest_logstart(self, nodeid, location):
-        if nodeid in self.exercise_of:
-            self.running = {"nodeid": nodeid, "exercise": self.exercise_of[nodeid], "started": time.time()}
+        if nodeid in self.tests:
+            self.running = {"nodeid": nodeid, **self.tests[nodeid], "started": time.time()}
             self._write()
 
     def pytest_runtest_logreport(self, report):
-        if report.nodeid not in self.exercise_of or (report.when != "call" and report.passed):
+        if report.nodeid not in self.tests or (report.when != "call" and report.passed):
             return
         entry = self.results.get(report.nodeid)
         if entry and entry["outcome"] == "failed":
@@ -168,8 +197,8 @@ class ReportPlugin:
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)
             message = crash.message if crash else str(report.longrepr)
-        self.results[report.nodeid] = {"exercise": self.exercise_of[report.nodeid],
-                                       "outcome": report.outcome, "message": message}
+            message = message.removeprefix("AssertionError: ")  # the learner wants the why, not the type
+        self.results[report.nodeid] = {**self.tests[report.nodeid], "outcome": report.outcome, "message": message}
         self.running = None
         self._write()
 
@@ -189,8 +218,13 @@ def pytest_configure(config):  # used when this module is loaded with `-p tutori
 
 
 def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", timeout_s: float = 120,
-                     max_restarts: int = 50) -> dict:
-    """Run the graded tests in fresh processes; return {nodeid: {exercise, outcome, message}}.
+                     max_restarts: int = 50, exercise: str | None = None, isolate: str | None = None) -> dict:
+    """Run the graded tests in fresh processes; return {nodeid: {exercise, shows, outcome, message}}.
+
+    `ch`: only this chapter's tests, with only its exercise file swapped in (None: every
+    chapter's, in one run). `exercise`: only the tests of that exercise (or of several, comma
+    separated). `isolate`: that exercise from the learner's file, the chapter's other
+    exercises from the library.
 
     The grader watches the clock itself: a learner's endless loop in compiled code holds the
     GIL, so no timer inside the test process could interrupt it. A test that runs longer than
@@ -205,6 +239,10 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
                "-o", "addopts=", "-p", "no:timeout", "--continue-on-collection-errors"]
         if ch is not None:
             cmd += ["--chapter", ch.number]
+        if exercise is not None:
+            cmd += ["--exercise", exercise]
+        if isolate is not None:
+            cmd += ["--isolate", isolate]
         for _ in range(max_restarts):
             code, output = _run_watched(cmd, root, env, report, timeout_s)
             if not report.exists():
@@ -217,8 +255,9 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
                 raise RuntimeError(f"the test process ended unexpectedly (exit {code}):\n" + output[-3000:])
             why = (f"stopped after {timeout_s:g} s: an endless loop?" if code is None else
                    f"the test process crashed (exit code {code})")
-            state["results"][state["running"]["nodeid"]] = {
-                "exercise": state["running"]["exercise"], "outcome": "failed", "message": why}
+            running = state["running"]
+            state["results"][running["nodeid"]] = {"exercise": running["exercise"], "shows": running["shows"],
+                                                   "outcome": "failed", "message": why}
             state["running"] = None
             state["finished"] = False
             report.write_text(json.dumps(state))
@@ -245,22 +284,22 @@ def _run_watched(cmd, cwd, env, report: Path, timeout_s: float):
 
 
 def summarize(results: dict, not_attempted: set[str] = frozenset()) -> dict[str, dict]:
-    """Per exercise: counts, a status, and the first failure's message.
+    """Per exercise: counts, a status, and the first failure (what its input shows, and why).
 
     `not_attempted`: the exercises whose stubs are untouched in the learner's file.
     """
     exercises: dict[str, dict] = {}
-    for nodeid, r in results.items():
+    for r in results.values():
         e = exercises.setdefault(r["exercise"], {"passed": 0, "failed": 0, "not_attempted": 0, "first_failure": None})
         if r["outcome"] == "passed":
             e["passed"] += 1
             continue
-        if r["exercise"] in not_attempted or NOT_ATTEMPTED in r["message"]:
+        if r["exercise"] in not_attempted or f"{r['exercise']}: {NOT_ATTEMPTED}" in r["message"]:
             e["not_attempted"] += 1
         else:
             e["failed"] += 1
             if e["first_failure"] is None:
-                e["first_failure"] = f"{nodeid.split('::')[-1]}: {r['message'].strip()}"
+                e["first_failure"] = f"{r['shows']}:\n{r['message'].strip()}"
     for e in exercises.values():
         total = e["passed"] + e["failed"] + e["not_attempted"]
         e["status"] = ("passed" if e["passed"] == total else
@@ -268,24 +307,92 @@ def summarize(results: dict, not_attempted: set[str] = frozenset()) -> dict[str,
     return exercises
 
 
-def format_report(exercises: dict[str, dict]) -> str:
-    lines, done = [], 0
-    for name, e in sorted(exercises.items()):
-        total = e["passed"] + e["failed"] + e["not_attempted"]
-        lines.append(f"{e['status']:>18}  {name}  ({e['passed']}/{total} tests)")
-        if e["first_failure"]:
-            lines.append(" " * 20 + e["first_failure"].replace("\n", "\n" + " " * 20)[:1500])
-        done += e["status"] == "passed"
-    lines.append(f"score: {done}/{len(exercises)} exercises passed")
+def _blame_dependencies(ch: Chapter, exercises: dict[str, dict], rerun) -> None:
+    """An exercise that fails while one it builds on fails too is run again with the library's
+    version of the others: if it passes then, it is "blocked", and the report names the one to
+    fix first; if not, it failed on its own, and the report still says what else fails."""
+    for name, e in exercises.items():
+        broken = [d for d in ch.needs(name) if exercises.get(d, {}).get("status", "passed") != "passed"]
+        if e["status"] != "failed" or not broken:
+            continue
+        first = broken[-1]  # the deepest: fixing it may fix the others
+        why = "is not yet attempted" if exercises[first]["status"] == "not yet attempted" else "fails"
+        alone = summarize(rerun(name)).get(name)
+        if alone and alone["status"] == "passed":
+            e["status"] = "blocked"
+            e["first_failure"] = (f"depends on {first}, which {why}; with the library's "
+                                  f"{' and '.join(broken)}, {name} passes all {alone['passed']} of its tests")
+        elif alone:
+            e["first_failure"] = (alone["first_failure"] or e["first_failure"]) + f"\n(and {first}, which it calls, {why})"
+
+
+def _compile_error(path: Path) -> str | None:
+    try:
+        compile(path.read_text(), str(path), "exec")
+    except SyntaxError as exc:
+        return f"{path.name} does not compile: {type(exc).__name__}: {exc.msg} (line {exc.lineno})"
+    return None
+
+
+def grade_chapter(ch: Chapter, root: Path, exercise: str | None = None, timeout_s: float = 120) -> dict[str, dict]:
+    """Grade one chapter's exercise file (or one exercise of it): {exercise: summary}."""
+    path = ch.exercise_path(root)
+    names = [exercise] if exercise else list(ch.exercises)
+    problem = (f"{path} is missing: `fp8-tutorial exercises` writes it" if not path.exists()
+               else _compile_error(path))
+    if problem is None:  # one exercise is graded with those it builds on, to know if they fail
+        wanted = None if exercise is None else ",".join([exercise, *ch.needs(exercise)])
+        results = run_graded_tests(ch, root, timeout_s=timeout_s, exercise=wanted)
+        uncollected = [r for r in results.values() if r["exercise"] is None]
+        ours = [r for r in uncollected if f"could not import {path}" in r["message"]]
+        if ours:  # the chapter's test file could not even be collected: its exercise does not import
+            problem = ours[0]["message"].removeprefix("RuntimeError: ")
+        elif uncollected:  # not the learner's doing: say so rather than charge their grade
+            raise RuntimeError(f"the graded tests could not be collected: {uncollected[0]['shows']}: "
+                               f"{uncollected[0]['message']}")
+    if problem is not None:
+        return {n: {"passed": 0, "failed": 0, "not_attempted": 0, "status": "failed", "first_failure": problem}
+                for n in names}
+    exercises = summarize(results, untouched(path))
+    _blame_dependencies(ch, exercises, lambda name: run_graded_tests(
+        ch, root, timeout_s=timeout_s, exercise=name, isolate=name))
+    return {n: exercises[n] for n in names if n in exercises}
+
+
+def format_report(chapters: dict[str, dict[str, dict]]) -> str:
+    """The learner's report: per chapter, each exercise's status and first failure, and a score."""
+    lines, done, total = [], 0, 0
+    for number, exercises in chapters.items():
+        if len(chapters) > 1:
+            lines.append(f"chapter {number}")
+        for name, e in exercises.items():
+            tests = e["passed"] + e["failed"] + e["not_attempted"]
+            counts = f"{e['passed']}/{tests} tests" if tests else "no test could run"
+            lines.append(f"{e['status']:>18}  {name}  ({counts})")
+            if e["first_failure"] and e["status"] != "not yet attempted":
+                lines.append(" " * 20 + e["first_failure"][:1500].replace("\n", "\n" + " " * 20))
+            done += e["status"] == "passed"
+            total += 1
+    lines.append(f"score: {done}/{total} exercises passed")
     return "\n".join(lines)
 
 
-def grade(key: str | None = None, root: Path | None = None) -> tuple[str, dict]:
-    from .chapters import find_root
+def grade(key: str | None = None, exercise: str | None = None, root: Path | None = None,
+          timeout_s: float = 120) -> tuple[str, dict, bool]:
+    """Grade the learner's exercise files: every chapter, one (`key`), or one exercise of it.
+
+    Each chapter runs in its own test processes with only its own exercise file swapped in.
+    Returns the report, {chapter: {exercise: summary}}, and whether everything passed.
+    """
+    from .chapters import chapter_of_exercise, find_root
 
     root = Path(root) if root else find_root()
-    ch = chapter(key) if key else None
-    not_attempted = set().union(*(untouched(c.exercise_path(root)) for c in ([ch] if ch else CHAPTERS)
-                                  if c.exercise_path(root).exists()))
-    exercises = summarize(run_graded_tests(ch, root), not_attempted)
-    return format_report(exercises), exercises
+    chapters = [chapter(key)] if key else CHAPTERS
+    if exercise is not None:
+        owner = chapter_of_exercise(exercise)
+        if key and owner is not chapters[0]:
+            raise ValueError(f"{exercise} is an exercise of chapter {owner.number}, not {chapters[0].number}")
+        chapters = [owner]
+    graded = {ch.number: grade_chapter(ch, root, exercise, timeout_s) for ch in chapters}
+    ok = all(e["status"] == "passed" for exercises in graded.values() for e in exercises.values())
+    return format_report(graded), graded, ok

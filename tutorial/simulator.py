@@ -1,33 +1,33 @@
 """What Numba's CUDA simulator lacks, added: warp-level operations, and cheap device calls.
 
 The simulator runs every CUDA thread of a block as a Python thread, but it has no warp
-shuffles or votes. This module adds them - ``shfl_sync``, ``shfl_up_sync``,
-``shfl_down_sync``, ``shfl_xor_sync``, ``syncwarp``, ``activemask``, ``all_sync``,
-``any_sync``, ``eq_sync`` and ``ballot_sync`` - with the semantics of the PTX
+shuffles or votes. This module adds them - `shfl_sync`, `shfl_up_sync`,
+`shfl_down_sync`, `shfl_xor_sync`, `syncwarp`, `activemask`, `all_sync`,
+`any_sync`, `eq_sync` and `ballot_sync` - with the semantics of the PTX
 instructions numba-cuda emits, so that a kernel calls ``cuda.shfl_down_sync(0xffffffff,
 v, 16)`` exactly as it would on a GPU.
 
-How a warp is modelled
-----------------------
-* Lanes: a thread's linear index in the block is ``x + y*bx + z*bx*by``; its warp is that
+How a warp is modelled:
+
+* Lanes: a thread's linear index in the block is `x + y*bx + z*bx*by`; its warp is that
   index // 32 and its lane that index % 32. When the block size is not a multiple of 32 the
   last warp is partial: its missing lanes simply do not take part.
-* Synchronisation: a call with ``mask`` waits until every lane named in the mask that
+* Synchronisation: a call with `mask` waits until every lane named in the mask that
   exists and has not exited has made the same call, then all of them get their results.
   Lanes outside the mask are not waited for, so sub-groups of a warp (say two halves with
   masks 0x0000ffff and 0xffff0000) work independently, and other warps may sit at
-  ``syncthreads`` meanwhile.
-* Shuffle source lanes follow PTX ``shfl.sync`` with numba's clamp values: the lane
-  operand uses its low 5 bits; ``shfl_up`` from a lane below 0 and ``shfl_down`` from a lane
-  above 31 return the caller's own value; ``shfl_sync`` and ``shfl_xor_sync`` always name a
+  `syncthreads` meanwhile.
+* Shuffle source lanes follow PTX `shfl.sync` with numba's clamp values: the lane
+  operand uses its low 5 bits; `shfl_up` from a lane below 0 and `shfl_down` from a lane
+  above 31 return the caller's own value; `shfl_sync` and `shfl_xor_sync` always name a
   lane in the warp. Reading a lane that is not taking part (outside the mask, missing or
   exited) is undefined on hardware; here it returns the caller's own value. Do not rely on it.
 * Value types are those numba-cuda accepts: 32/64-bit ints and floats for shuffles.
-* ``activemask()`` returns the lanes that reach the call together: those that call it
+* `activemask()` returns the lanes that reach the call together: those that call it
   before exiting or blocking elsewhere (see its docstring).
 * Mistakes a GPU would hang on or leave undefined are reported as errors: a lane calling
   with a mask that leaves itself out, lanes of one mask calling different operations, and
-  a deadlock (lanes waiting for a lane that is stuck at ``syncthreads``).
+  a deadlock (lanes waiting for a lane that is stuck at `syncthreads`).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class _Block:
         """True when no thread of the block can ever move again. Call with `lock` held.
 
         That is: every thread has started, and each one that has not exited waits either at
-        ``syncthreads`` or in a warp round that is not complete. Rounds and exits change only
+        `syncthreads` or in a warp round that is not complete. Rounds and exits change only
         under `lock`, so they cannot change under us. A thread seen at the barrier stays
         there: the simulator releases a barrier only when every live thread is at it, and the
         caller is not. A thread about to reach the barrier reads as running, which only
@@ -237,24 +237,24 @@ def _shuffle(op: str, mask, value, operand, source_lane):
 
 
 def shfl_sync(mask, value, src_lane):
-    """Return `value` from lane ``src_lane`` (mod 32) of the warp."""
+    """Return `value` from lane `src_lane` (mod 32) of the warp."""
     return _shuffle("shfl_sync", mask, value, src_lane, lambda lane, b: b)
 
 
 def shfl_up_sync(mask, value, delta):
-    """Return `value` from lane ``lane - delta``; lanes below `delta` keep their own."""
+    """Return `value` from lane `lane - delta`; lanes below `delta` keep their own."""
     return _shuffle("shfl_up_sync", mask, value, delta,
                     lambda lane, b: lane - b if lane - b >= 0 else None)
 
 
 def shfl_down_sync(mask, value, delta):
-    """Return `value` from lane ``lane + delta``; lanes whose source passes 31 keep their own."""
+    """Return `value` from lane `lane + delta`; lanes whose source passes 31 keep their own."""
     return _shuffle("shfl_down_sync", mask, value, delta,
                     lambda lane, b: lane + b if lane + b < WARP_SIZE else None)
 
 
 def shfl_xor_sync(mask, value, lane_mask):
-    """Return `value` from lane ``lane ^ lane_mask`` (the butterfly pattern)."""
+    """Return `value` from lane `lane ^ lane_mask` (the butterfly pattern)."""
     return _shuffle("shfl_xor_sync", mask, value, lane_mask, lambda lane, b: lane ^ b)
 
 
@@ -313,7 +313,7 @@ def activemask():
     """Lanes of the caller's warp that reach this call together, as a uint32 bitmask.
 
     A GPU reports the lanes converged at the call. The simulator's threads run
-    independently, so this waits until each lane of the warp has called ``activemask``,
+    independently, so this waits until each lane of the warp has called `activemask`,
     exited, or blocked somewhere else (a barrier, another warp operation); the lanes that
     called are the active ones. Lanes still busy in a long divergent branch are waited for.
     """
@@ -430,7 +430,7 @@ def _patch_shared_arrays(kernelapi) -> None:
 
 
 def install() -> None:
-    """Add the warp operations to the simulator's ``numba.cuda`` and to the in-kernel fake
+    """Add the warp operations to the simulator's `numba.cuda` and to the in-kernel fake
     module, and make device-function calls cheap."""
     import numba.cuda
     from numba.cuda.simulator import kernel, kernelapi

@@ -1,33 +1,31 @@
 # Chapter 00 exercise: FP8 formats.
-# Generated from tutorial.fp8 by `fp8-tutorial exercises` (which overwrites this
-# file: keep your work elsewhere before regenerating). Fill in every TODO, then run
+# Generated from tutorial.fp8 by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 00` to run the graded tests against this file.
+# stub fingerprint: 13f67f2ec00f365c (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """The two FP8 formats, and exact encoders and decoders for them.
 
 FP8 is a floating-point format: a sign bit, a few exponent bits and a few mantissa bits.
 Two layouts are used for matrix work (OCP "OFP8", the ones Hopper's tensor cores take):
 
-=========  ====  ====  ====  =========  ==================  ===================
-format     exp   man   bias  max        infinities          NaN codes
-=========  ====  ====  ====  =========  ==================  ===================
-E4M3 (fn)  4     3     7     448        none                0x7f, 0xff
-E5M2       5     2     15    57344      0x7c, 0xfc          0x7d-0x7f, 0xfd-0xff
-=========  ====  ====  ====  =========  ==================  ===================
+| format    | exp | man | bias | max   | infinities | NaN codes            |
+| --------- | --- | --- | ---- | ----- | ---------- | -------------------- |
+| E4M3 (fn) | 4   | 3   | 7    | 448   | none       | 0x7f, 0xff           |
+| E5M2      | 5   | 2   | 15   | 57344 | 0x7c, 0xfc | 0x7d-0x7f, 0xfd-0xff |
 
 An FP8 *code* is the byte itself (a uint8). Encoding rounds to the nearest representable
 value, ties to even, like every IEEE conversion. Values beyond the largest finite one
-saturate to +-max (PTX's ``satfinite``: a quantization kernel wants a clipped value, not an
+saturate to +-max (PTX's `satfinite`: a quantization kernel wants a clipped value, not an
 infinity or NaN); +-inf also becomes +-max; every NaN becomes the canonical NaN code 0x7f,
 in both formats, whatever its sign. That is what the hardware conversion gives (measured on
 an H100 over all 2^32 inputs); ml_dtypes instead keeps the sign and uses 0x7e for E5M2. Any
 of these codes decodes to NaN.
 
-One integer routine, :func:`round_bits_to_fp8`, does the rounding on the bit pattern of
-the input. The very same Python function is compiled three ways: for the CPU by
-``numba.njit`` (the host functions :func:`encode` / :func:`decode`), for the GPU by
-``cuda.jit(device=True)`` (the device functions :func:`encode_e4m3` and friends), and run
-as Python by the CUDA simulator.
+One integer routine, [`round_bits_to_fp8`][], does the rounding on the bit pattern of the
+input. The very same Python function is compiled three ways: for the CPU by `numba.njit`
+(the host functions [`encode`][] / [`decode`][]), for the GPU by `cuda.jit(device=True)`
+(the device functions [`encode_e4m3`][] and friends), and run as Python by the CUDA
+simulator.
 """
 
 from __future__ import annotations
@@ -76,7 +74,7 @@ FORMATS = {"e4m3": E4M3, "e5m2": E5M2}
 
 
 def as_format(fmt) -> Format:
-    """Accept ``fp8.E4M3`` or the strings "e4m3" / "e5m2"."""
+    """Accept `fp8.E4M3` or the strings "e4m3" / "e5m2"."""
     if isinstance(fmt, Format):
         return fmt
     if isinstance(fmt, str) and fmt.lower() in FORMATS:
@@ -90,14 +88,20 @@ def as_format(fmt) -> Format:
 def round_bits_to_fp8(bits, src_mbits, src_ebits, mbits, bias, max_bits, max_code, nan_code, sticky):
     """FP8 code of the float whose IEEE bit pattern is `bits` (a signed integer).
 
-    src_mbits, src_ebits: mantissa and exponent widths of the source float (23, 8 for float32).
-    mbits, bias: the FP8 format's mantissa width and exponent bias.
-    max_bits: the source-format bit pattern of the format's max (448.0 for E4M3).
-    max_code, nan_code: the codes of +max and of NaN (any sign).
-    sticky: 0 when `bits` is the value to round. When `bits` is itself an already rounded
-    result (a quotient x / scale, say), +1 if the exact value lies above it in magnitude, -1
-    below. It matters only when `bits` sits exactly halfway between two FP8 values: the exact
-    value is then not a tie, and must go to its side, not to the even code.
+    Args:
+        bits: the IEEE bit pattern of the value to round, as a signed integer.
+        src_mbits: mantissa width of the source float (23 for float32).
+        src_ebits: exponent width of the source float (8 for float32).
+        mbits: the FP8 format's mantissa width.
+        bias: the FP8 format's exponent bias.
+        max_bits: the source-format bit pattern of the format's max (448.0 for E4M3).
+        max_code: the code of +max.
+        nan_code: the code of NaN (any sign).
+        sticky: 0 when `bits` is the value to round. When `bits` is itself an already rounded
+            result (a quotient x / scale, say), +1 if the exact value lies above it in
+            magnitude, -1 below. It matters only when `bits` sits exactly halfway between two
+            FP8 values: the exact value is then not a tie, and must go to its side, not to the
+            even code.
     """
     bits = int(bits)  # a wide signed integer on every target (the simulator's numpy ints wrap)
     width = 1 + src_ebits + src_mbits
@@ -195,14 +199,15 @@ def decode_e5m2(code):
 if ON_SIMULATOR:
 
     def quotient_remainder(x, q, scale):
-        """x - q * scale, exactly (float64 holds it: q * scale has 48 bits, and nearly cancels x)."""
+        """`x - q * scale`, exactly (float64 holds it: q * scale has 48 bits, and nearly cancels
+        x)."""
         return float(x) - float(q) * float(scale)
 
 else:
 
     @cuda.jit(device=True)
     def quotient_remainder(x, q, scale):
-        """x - q * scale, exactly: one fused multiply-add rounds only the (exact) result."""
+        """`x - q * scale`, exactly: one fused multiply-add rounds only the (exact) result."""
         return cuda.fma(-q, scale, x)
 
 
@@ -249,12 +254,12 @@ if not ON_SIMULATOR:
 
     @cuda.jit(device=True)
     def encode_e4m3_hw(x):
-        """float32 -> E4M3 code with the hardware's cvt.rn.satfinite (needs CC >= 8.9)."""
+        """float32 -> E4M3 code with the hardware's `cvt.rn.satfinite` (needs CC >= 8.9)."""
         return numba.uint8(cvt_e4m3x2(numba.float32(0.0), numba.float32(x)))
 
     @cuda.jit(device=True)
     def encode_e5m2_hw(x):
-        """float32 -> E5M2 code with the hardware's cvt.rn.satfinite (needs CC >= 8.9)."""
+        """float32 -> E5M2 code with the hardware's `cvt.rn.satfinite` (needs CC >= 8.9)."""
         return numba.uint8(cvt_e5m2x2(numba.float32(0.0), numba.float32(x)))
 
     # The quotient encoders on the hardware conversion, without a branch and without a
@@ -274,8 +279,8 @@ if not ON_SIMULATOR:
 
     @cuda.jit(device=True)
     def quotient_rounded_to_odd(x, scale, inv):
-        """x / scale rounded to odd in float32, for scale > 0 a normal float32 and inv within a
-        few ulps of 1 / scale. inf and NaN quotients come out as they are."""
+        """`x / scale` rounded to odd in float32, for scale > 0 a normal float32 and `inv` within a
+        few ulps of `1 / scale`. inf and NaN quotients come out as they are."""
         x = numba.float32(x)
         q = x * inv
         # The Newton step q - (q * scale - x) / scale, written so that q = -0 stays -0 (the
@@ -301,7 +306,7 @@ if not ON_SIMULATOR:
 
         @cuda.jit(device=True)
         def encode4(a, b, c, d, scale):
-            """The codes of a, b, c, d (low byte first) in one uint32: two per cvt."""
+            """The codes of a, b, c, d (low byte first) in one uint32: two per `cvt`."""
             scale = numba.float32(scale)
             inv = rcp_approx_ftz(scale)
             low = cvt2(quotient_rounded_to_odd(b, scale, inv), quotient_rounded_to_odd(a, scale, inv))
@@ -360,7 +365,7 @@ def encode(x, fmt=E4M3) -> np.ndarray:
 
     float16, float32 and float64 are rounded once, from their own bits (no detour through
     float32, so no double rounding); bfloat16 is widened to float32 first, which is exact.
-    ``codes.view(fmt.ml_dtype)`` gives the same values as ml_dtypes after clipping to +-max
+    `codes.view(fmt.ml_dtype)` gives the same values as ml_dtypes after clipping to +-max
     (the same codes too, but for NaN inputs: see the module docstring).
     """
     fmt = as_format(fmt)

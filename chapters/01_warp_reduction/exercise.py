@@ -1,25 +1,28 @@
 # Chapter 01 exercise: Warp-shuffle max reduction.
-# Generated from tutorial.reduction by `fp8-tutorial exercises` (which overwrites this
-# file: keep your work elsewhere before regenerating). Fill in every TODO, then run
+# Generated from tutorial.reduction by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 01` to run the graded tests against this file.
+# stub fingerprint: d90732839e3db04b (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 01: the absolute-maximum reduction every FP8 scale is computed from.
 
 From the inside out:
 
-* :func:`warp_max` - 32 lanes combine their values with five ``shfl_xor_sync`` steps
+* [`warp_max`][] - 32 lanes combine their values with five `shfl_xor_sync` steps
   (offsets 16, 8, 4, 2, 1). No shared memory, no barrier: a warp's lanes exchange registers.
-* :func:`block_max` - each warp reduces itself, lane 0 of each warp writes one value to
-  shared memory, one barrier, and the first warp reduces those (at most 32) values.
-* :func:`absmax` - the whole array: every block reduces a grid-stride slice to one partial,
-  a second one-block launch reduces the partials. Max is exact and order-free, so the result
-  is the same bits every run (deterministic), unlike a floating-point sum.
-* :func:`absmax_rows` / :func:`absmax_blocks` - per-row and per-tile maxima of a matrix,
-  the inputs of per-channel (chapter 03) and block (chapter 04) scales.
+* [`block_max`][] - each warp reduces itself, lane 0 of each warp writes one value to
+  shared memory, one barrier, and then every warp reduces those (at most 32) values, so
+  every thread of the block gets the result.
+* [`absmax`][] - the whole array, in one launch: every block reduces its share (chunks of
+  consecutive elements, the grid striding over the array) to one partial and stores it; the
+  last block to finish reduces the partials ([`finish_grid_max`][]). Max is exact and
+  order-free, so the result is the same bits every run (deterministic), unlike a
+  floating-point sum.
+* [`absmax_rows`][] / [`absmax_blocks`][] - per-row and per-tile maxima of a matrix, the
+  inputs of per-channel (chapter 03) and block (chapter 04) scales.
 
-NaN anywhere gives NaN, as ``np.max(np.abs(x))`` does: the combining step is
-:func:`nan_max`, which keeps a NaN instead of letting ``a > b`` (always false for NaN)
-drop it. ``-0.0`` counts as 0.
+NaN anywhere gives NaN, as `np.max(np.abs(x))` does: the combining step is [`nan_max`][],
+which keeps a NaN instead of letting `a > b` (always false for NaN) drop it. `-0.0` counts
+as 0.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def warp_max(v):
     """The maximum of `v` over the 32 lanes of the calling warp, returned to every lane.
 
     All 32 lanes must call it (full mask). A butterfly: at offset 16 lane i swaps with lane
-    i ^ 16, then 8, 4, 2, 1; after five steps every lane has seen every value.
+    `i ^ 16`, then 8, 4, 2, 1; after five steps every lane has seen every value.
     """
     # TODO (warp_max): five butterfly steps, offsets 16, 8, 4, 2, 1, combining with nan_max (roughly 5 lines)
     raise NotImplementedError("warp_max: not yet attempted")
@@ -87,17 +90,17 @@ def block_max(v):
 
 @cuda.jit(device=True)
 def abs_at(x, i):
-    """|x[i]| as float32 (float16 inputs widen exactly)."""
+    """`|x[i]|` as float32 (float16 inputs widen exactly)."""
     return abs(float32(x[i]))
 
 
 @cuda.jit(device=True)
 def finish_grid_max(m, partials, counter, out):
-    """Combine each block's `m` into out[0], in the same launch.
+    """Combine each block's `m` into `out[0]`, in the same launch.
 
-    Every block stores its maximum in partials[blockIdx.x] and takes a ticket from `counter`;
-    the block that draws the last ticket knows all the others have stored theirs, reduces
-    them into out[0], and sets the counter back to 0 for the next launch. (The threadfence
+    Every block stores its maximum in `partials[blockIdx.x]` and takes a ticket from
+    `counter`; the block that draws the last ticket knows all the others have stored theirs,
+    reduces them into `out[0]`, and sets the counter back to 0 for the next launch. (The threadfence
     makes a block's partial visible to every other block before its ticket is drawn.) Max is
     exact and order-free, so the result is the same bits whichever block comes last.
     """
@@ -120,11 +123,12 @@ def finish_grid_max(m, partials, counter, out):
 
 @cuda.jit
 def absmax_kernel(x, partials, counter, out):
-    """out[0] = max |x| over 1-D `x`, of any float dtype, in one launch of partials.size blocks.
+    """`out[0] = max |x|` over 1-D `x`, of any float dtype, in one launch of `partials.size`
+    blocks.
 
-    A block reads UNROLL * blockDim consecutive elements per trip (thread t takes t,
+    A block reads `UNROLL * blockDim` consecutive elements per trip (thread t takes t,
     t + blockDim, ...: each warp-wide load covers contiguous bytes), then jumps ahead by the
-    whole grid's chunk, so every thread keeps UNROLL independent loads in flight.
+    whole grid's chunk, so every thread keeps `UNROLL` independent loads in flight.
     """
     # TODO (absmax_kernel): loop over this block's chunks with UNROLL independent loads per trip (then a guarded tail), combining |x| with nan_max into m; then hand m to finish_grid_max (roughly 16 lines)
     raise NotImplementedError("absmax_kernel: not yet attempted")
@@ -132,16 +136,17 @@ def absmax_kernel(x, partials, counter, out):
 
 @cuda.jit(device=True)
 def absmax4(x, i):
-    """max |x[i:i + 4]| with one 16-byte load."""
+    """`max |x[i:i + 4]|` with one 16-byte load."""
     a, b, c, d = load4(x, i)
     return nan_max(nan_max(abs(a), abs(b)), nan_max(abs(c), abs(d)))
 
 
 def max_kernel_vec4(magnitude4, magnitude1):
-    """A one-launch max over 1-D float32 `x` of magnitude4(x, i) (the largest magnitude of
-    x[i:i + 4], read with one 16-byte load) and, for the up to 3 elements past the last whole
-    group of 4, magnitude1(x, i). absmax_kernel, one idea better: a quarter of the load
-    instructions. Same chunked walk, counted in groups of 4. Needs 16-byte alignment."""
+    """A one-launch max over 1-D float32 `x` of `magnitude4(x, i)` (the largest magnitude of
+    `x[i:i + 4]`, read with one 16-byte load) and, for the up to 3 elements past the last
+    whole group of 4, `magnitude1(x, i)`. [`absmax_kernel`][], one idea better: a quarter of
+    the load instructions. Same chunked walk, counted in groups of 4. Needs 16-byte
+    alignment."""
 
     @cuda.jit
     def kernel(x, partials, counter, out):
@@ -226,7 +231,7 @@ def _row_segment_kernel_vec4(seg: int, groups: int):
     Each lane reads 4 consecutive floats per load, so a warp covers 128 columns per load
     instruction, and a warp takes `groups` neighbouring segments of one row per trip, issuing
     all their loads before the first shuffle: their memory latency overlaps instead of adding
-    up. `x` is the matrix flattened to 1-D (load4 addresses 1-D arrays). The sizes are baked
+    up. `x` is the matrix flattened to 1-D (`load4` addresses 1-D arrays). The sizes are baked
     in, so every loop below has a constant trip count and unrolls into independent loads.
     """
     per_lane = seg // 128
@@ -281,8 +286,8 @@ def _row_segment_kernel_vec4(seg: int, groups: int):
 
 @cuda.jit
 def _absmax_tiles(x, bm, bn, out):
-    """One block per (bm, bn) tile at a time: out[ti, tj] = absmax of the tile (edge tiles are
-    smaller). Blocks stride over the tiles."""
+    """One block per `(bm, bn)` tile at a time: `out[ti, tj]` = absmax of the tile (edge tiles
+    are smaller). Blocks stride over the tiles."""
     rows, cols = x.shape
     tile = cuda.blockIdx.x
     while tile < out.size:  # the same for the whole block: block_max's barrier is safe
@@ -307,14 +312,14 @@ _FLOATS = (np.float16, np.float32, np.float64)
 
 
 def _is_device_array(x) -> bool:
-    """A numba device array, or any array exposing __cuda_array_interface__ (torch, cupy).
-    (The simulator's device arrays expose no interface, but have copy_to_host.)"""
+    """A numba device array, or any array exposing `__cuda_array_interface__` (torch, cupy).
+    (The simulator's device arrays expose no interface, but have `copy_to_host`.)"""
     return hasattr(x, "__cuda_array_interface__") or (not isinstance(x, np.ndarray) and hasattr(x, "copy_to_host"))
 
 
 def _on_device(x, name: str):
     """(device array, came_from_host) for a numpy array, a numba device array or any
-    __cuda_array_interface__ object (torch, cupy). Checks dtype and emptiness."""
+    `__cuda_array_interface__` object (torch, cupy). Checks dtype and emptiness."""
     host = not _is_device_array(x)
     if host:
         x = np.asarray(x)
@@ -329,14 +334,15 @@ def _on_device(x, name: str):
 
 
 def _grid_blocks(work_items: int, per_block: int) -> int:
-    """Enough blocks for `work_items` at `per_block` each, capped: BLOCKS_PER_SM per SM on a GPU (the
-    kernels stride over the rest), 4 on the simulator (each simulated thread costs ~1 ms)."""
+    """Enough blocks for `work_items` at `per_block` each, capped: `BLOCKS_PER_SM` per SM on a
+    GPU (the kernels stride over the rest), 4 on the simulator (each simulated thread costs
+    ~1 ms)."""
     cap = 4 if ON_SIMULATOR else BLOCKS_PER_SM * cuda.get_current_device().MULTIPROCESSOR_COUNT
     return max(1, min(cap, math.ceil(work_items / per_block)))
 
 
 def absmax(x):
-    """max(|x|) over every element of `x`, any shape: a float for a numpy input, a one-element
+    """`max(|x|)` over every element of `x`, any shape: a float for a numpy input, a one-element
     float32 device array (left on the device) for a device input. NaN anywhere gives NaN."""
     d, from_host = _on_device(x, "absmax")
     if not d.is_c_contiguous():
@@ -350,14 +356,15 @@ def absmax(x):
 
 
 def absmax_into(flat, partials, counter, out):
-    """The one launch of :func:`absmax` on preallocated device arrays: partials.size blocks;
+    """The one launch of [`absmax`][] on preallocated device arrays: `partials.size` blocks;
     `counter` (int32[1]) must be 0 before the first launch and is left at 0 after each."""
     kernel = absmax_kernel_vec4 if aligned16(flat) else absmax_kernel
     kernel[partials.size, THREADS](flat, partials, counter, out)
 
 
 def absmax_rows(x):
-    """max(|x[i, :]|) for each row of 2-D `x`: float32[M] (numpy in, numpy out; device stays device)."""
+    """`max(|x[i, :]|)` for each row of 2-D `x`: float32[M] (numpy in, numpy out; device stays
+    device)."""
     rows, cols = _shape2d(x, "absmax_rows")
     return absmax_blocks(x, (1, cols), _name="absmax_rows").reshape(rows)
 
@@ -369,10 +376,10 @@ def _shape2d(x, name):
 
 
 def absmax_blocks(x, block=(1, 128), *, _name="absmax_blocks"):
-    """max(|x|) over each (bm, bn) tile of 2-D `x`: float32[ceil(M/bm), ceil(N/bn)].
+    """`max(|x|)` over each `(bm, bn)` tile of 2-D `x`: `float32[ceil(M/bm), ceil(N/bn)]`.
 
     Edge tiles, where M or N is not a multiple of the block, cover what is left. A row block
-    (bm == 1) uses one warp per tile; a taller one, one thread block per tile.
+    (`bm == 1`) uses one warp per tile; a taller one, one thread block per tile.
     """
     rows, cols = _shape2d(x, _name)
     bm, bn = (int(b) for b in block)
@@ -385,7 +392,7 @@ def absmax_blocks(x, block=(1, 128), *, _name="absmax_blocks"):
 
 
 def absmax_blocks_into(d, bm, bn, out):
-    """The launch of :func:`absmax_blocks` on preallocated device arrays."""
+    """The launch of [`absmax_blocks`][] on preallocated device arrays."""
     rows, cols = d.shape
     groups = max(1, 4 // (bn // 128)) if bn % 128 == 0 else 0  # segments per warp per trip
     if (bm == 1 and groups and cols % bn == 0 and (cols // bn) % groups == 0 and d.is_c_contiguous()

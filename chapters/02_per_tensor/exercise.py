@@ -1,20 +1,21 @@
 # Chapter 02 exercise: Per-tensor quantization, static and dynamic.
-# Generated from tutorial.per_tensor by `fp8-tutorial exercises` (which overwrites this
-# file: keep your work elsewhere before regenerating). Fill in every TODO, then run
+# Generated from tutorial.per_tensor by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 02` to run the graded tests against this file.
+# stub fingerprint: f6fcc24fa09d9448 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 02: per-tensor FP8 quantization, static and dynamic.
 
 One scale for the whole tensor. Static quantization is given its scale (from calibration,
-:func:`calibrate`) and is one launch: the fused scale-and-encode pass. Dynamic quantization
+[`calibrate`][]) and is one launch: the fused scale-and-encode pass. Dynamic quantization
 computes the scale from the tensor itself: chapter 01's one-launch reduction finds the finite
 amax, then the same encode pass turns the amax into the scale on the device (no copy back to
-the host in between) and encodes. Both match :func:`tutorial.reference.per_tensor_reference`
-bit for bit, codes and scales.
+the host in between) and encodes. Both match
+[`tutorial.reference.per_tensor_reference`][tutorial.reference.per_tensor_reference] bit for
+bit, codes and scales.
 
 The encode pass is memory-bound: per element it reads 4 bytes and writes 1. So it reads four
-floats with one 16-byte load (chapter 01's ``load4``) and writes their four codes with one
-32-bit store (:func:`pack4`): a store of one byte per thread would use a quarter of each
+floats with one 16-byte load (chapter 01's `load4`) and writes their four codes with one
+32-bit store ([`pack4`][]): a store of one byte per thread would use a quarter of each
 memory transaction.
 """
 
@@ -46,10 +47,10 @@ _word_encoders: dict = {}
 
 
 def word_encoder(encode):
-    """The device function encode4(a, b, c, d, scale): the uint32 word of the codes of a, b, c,
-    d (a in the low byte), each encoded with `encode(x, scale)`. The hardware encoders have a
-    version that converts two values per cvt instruction (tutorial.fp8); any other encoder is
-    applied four times and packed with :func:`pack4`. Same codes either way."""
+    """The device function `encode4(a, b, c, d, scale)`: the uint32 word of the codes of a, b,
+    c, d (a in the low byte), each encoded with `encode(x, scale)`. The hardware encoders have a
+    version that converts two values per `cvt` instruction (`tutorial.fp8`); any other encoder
+    is applied four times and packed with [`pack4`][]. Same codes either way."""
     paired = fp8.WORD_ENCODERS.get(encode)
     if paired is not None:
         return paired
@@ -63,11 +64,11 @@ def word_encoder(encode):
 
 
 def per_tensor_kernel(fmt, dynamic: bool):
-    """codes[i] = encode(x[i] / scale) over 1-D x, one element per thread per trip.
+    """`codes[i] = encode(x[i] / scale)` over 1-D x, one element per thread per trip.
 
     The general version, for any dtype, size and alignment. `amax_or_scale` is a one-element
     device array: the amax (dynamic: the scale is computed here, by every thread, the same
-    float32 division) or the scale itself (static). scales[0] receives the scale used.
+    float32 division) or the scale itself (static). `scales[0]` receives the scale used.
     """
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
@@ -89,12 +90,14 @@ def per_tensor_kernel(fmt, dynamic: bool):
 def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4):
     """The same 4 elements at a time: thread t handles words t, t + gridsize, ...
 
-    x: 1-D, x.size % 4 == 0, read with `load`: ``load4`` (float32, 16-byte aligned: one
-      16-byte load) or ``load4_bf16`` (bfloat16 bits, 8-byte aligned: one 8-byte load).
-    amax_or_scale: float32[1], as in :func:`per_tensor_kernel`.
-    words: the codes array viewed as uint32 (codes.view(np.uint32)): word g holds the codes
-      of x[4g : 4g + 4].
-    scales: float32[1], receives the scale.
+    The kernel's arguments:
+
+    * `x`: 1-D, `x.size % 4 == 0`, read with `load`: `load4` (float32, 16-byte aligned: one
+      16-byte load) or `load4_bf16` (bfloat16 bits, 8-byte aligned: one 8-byte load).
+    * `amax_or_scale`: float32[1], as in [`per_tensor_kernel`][].
+    * `words`: the codes array viewed as uint32 (`codes.view(np.uint32)`): word g holds the
+      codes of `x[4g : 4g + 4]`.
+    * `scales`: float32[1], receives the scale.
     """
     encode4 = word_encoder(quotient_encoder(fmt))
     fmax = float32(fmt.max)
@@ -111,8 +114,8 @@ def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4):
 
 
 def per_tensor_into(flat, given, codes, scales, fmt, dynamic: bool):
-    """The encode launch of :func:`quantize_per_tensor` on preallocated device arrays: `given`
-    holds the amax (dynamic) or the scale (static); scales[0] receives the scale used."""
+    """The encode launch of [`quantize_per_tensor`][] on preallocated device arrays: `given`
+    holds the amax (dynamic) or the scale (static); `scales[0]` receives the scale used."""
     fmt = fp8.as_format(fmt)
     if aligned16(flat) and flat.size % 4 == 0:
         words = codes.view(np.uint32)
@@ -153,7 +156,8 @@ def calibrate(batches, percentile: float = 99.9) -> float:
     per-batch finite amax values. Use it when a tensor's range is stable across inputs
     (weights; activations of a trained model on representative data) and the cost or the
     latency of a dynamic amax pass matters; the percentile keeps one freak batch from
-    setting the range. Pass the result to `scale_from_amax` (tutorial.qtensor) to get the
+    setting the range. Pass the result to
+    [`scale_from_amax`][tutorial.qtensor.scale_from_amax] (`tutorial.qtensor`) to get the
     static scale. Batches beyond the calibrated range saturate."""
     if not 0 < percentile <= 100:
         raise ValueError(f"calibrate: percentile must be in (0, 100], got {percentile!r}")

@@ -1,22 +1,23 @@
 # Chapter 03 exercise: Per-channel quantization.
-# Generated from tutorial.per_channel by `fp8-tutorial exercises` (which overwrites this
-# file: keep your work elsewhere before regenerating). Fill in every TODO, then run
+# Generated from tutorial.per_channel by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 03` to run the graded tests against this file.
+# stub fingerprint: 76ced54ff486a6d1 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 03: per-channel FP8 quantization, one scale per row or per column of a matrix.
 
-Along rows (axis=0, block (1, N)) everything a row needs is in the row, so one thread block
-owns a row: each thread loads its share of the row into registers, chapter 01's
-``block_max`` finds the row's finite amax, every thread turns it into the same scale and
+Along rows (`axis=0`, block `(1, N)`) everything a row needs is in the row, so one thread
+block owns a row: each thread loads its share of the row into registers, chapter 01's
+`block_max` finds the row's finite amax, every thread turns it into the same scale and
 encodes the values it holds. x is read from memory once; one launch.
 
-Along columns (axis=1, block (M, 1)) a scale needs a whole column before any of its codes can
+Along columns (`axis=1`, block `(M, 1)`) a scale needs a whole column before any of its codes can
 be written, and a column of a large matrix is far bigger than any cache. So it is two
 launches, and x is read twice: the first finds every column's amax (blocks split the rows
 and combine their maxima with an atomic max on the float bits, which order like the
 non-negative floats they encode), the second computes the scales and encodes.
 
-Both match :func:`tutorial.reference.per_channel_reference` bit for bit, codes and scales.
+Both match [`tutorial.reference.per_channel_reference`][tutorial.reference.per_channel_reference]
+bit for bit, codes and scales.
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
     """One block per row at a time, the row held in registers: its finite amax, its scale,
     then its codes, with x read from memory once.
 
-    x: the matrix flattened to 1-D (the loads address 1-D arrays), read 4 elements at a time
-      with `load`: ``load4`` for float32 (16-byte aligned), ``load4_bf16`` for bfloat16 bits.
-    cols: the row length, a multiple of 4, so every row starts on an aligned boundary.
-    words: the (M, N) codes viewed as uint32 and flattened: word g of a row holds 4 codes.
-    scales: float32 (M, 1), one per row.
-    per_thread: 16-byte groups of a row per thread, ceil(N / 4 / blockDim), baked in: with a
-      constant trip count the loops unroll and `vals` lives in registers, not in memory.
+    The kernel's arguments:
+
+    * `x`: the matrix flattened to 1-D (the loads address 1-D arrays), read 4 elements at a
+      time with `load`: `load4` for float32 (16-byte aligned), `load4_bf16` for bfloat16 bits.
+    * `cols`: the row length, a multiple of 4, so every row starts on an aligned boundary.
+    * `words`: the (M, N) codes viewed as uint32 and flattened: word g of a row holds 4 codes.
+    * `scales`: float32 (M, 1), one per row.
+
+    `per_thread`: 16-byte groups of a row per thread, `ceil(N / 4 / blockDim)`, baked in: with
+    a constant trip count the loops unroll and `vals` lives in registers, not in memory.
     Thread t reads groups t, t + blockDim, ...: a block's loads cover consecutive bytes.
 
     Why hold the row: a version that re-reads the row for the encode (one warp per row, 64
@@ -86,7 +90,7 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
 
 def per_row_kernel(fmt):
     """The general version (any float dtype, any row length): one block per row at a time,
-    ``block_max`` across the block, one code per thread per trip."""
+    `block_max` across the block, one code per thread per trip."""
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
 
@@ -118,10 +122,10 @@ def zero_fill(a):
 
 
 def column_amax_bits_vec4(load=load4):
-    """A kernel: amax_bits[j] = max(amax_bits[j], bits of the finite amax of column j), an
+    """A kernel: `amax_bits[j] = max(amax_bits[j], bits of the finite amax of column j)`, an
     atomic max (so start from zeros), reading x 4 elements at a time with `load`.
 
-    Block (32, 8): thread (tx, ty) owns columns 4q .. 4q + 3, q = blockIdx.x * 32 + tx, and
+    Block (32, 8): thread (tx, ty) owns columns 4q .. 4q + 3, `q = blockIdx.x * 32 + tx`, and
     reads every 8th row of the block's slab of `rows_per_block` rows: a warp reads 512
     consecutive bytes of a row per load. The 8 warps' maxima meet in shared memory, so each
     block does one atomic per column, not eight.
@@ -163,9 +167,9 @@ def column_amax_bits_vec4(load=load4):
 
 
 def per_column_kernel_vec4(fmt, load=load4):
-    """codes[i, j] = encode(x[i, j] / scale[j]), 4 columns per thread; the scales are computed
-    from `amax_bits` once per thread and kept in registers. Block (32, 8) as in
-    :func:`column_amax_bits_vec4`; blocks along y stride over rows."""
+    """`codes[i, j] = encode(x[i, j] / scale[j])`, 4 columns per thread; the scales are
+    computed from `amax_bits` once per thread and kept in registers. Block (32, 8) as in
+    [`column_amax_bits_vec4`][]; blocks along y stride over rows."""
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
 
@@ -198,7 +202,7 @@ def per_column_kernel_vec4(fmt, load=load4):
 
 @cuda.jit
 def column_amax_bits(x, rows_per_block, amax_bits):
-    """The general version of :func:`column_amax_bits_vec4`: one column per thread, blocks
+    """The general version of [`column_amax_bits_vec4`][]: one column per thread, blocks
     along y split the rows and combine with the atomic max."""
     rows, cols = x.shape
     j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
@@ -236,8 +240,8 @@ def per_column_kernel(fmt):
 # -- host functions -----------------------------------------------------------------------------
 
 def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
-    """The launches of :func:`quantize_per_channel` on preallocated device arrays. `amax_bits`
-    (int32[N]) is scratch for axis=1: zeroed here, then left holding the column maxima."""
+    """The launches of [`quantize_per_channel`][] on preallocated device arrays. `amax_bits`
+    (int32[N]) is scratch for `axis=1`: zeroed here, then left holding the column maxima."""
     fmt = fp8.as_format(fmt)
     rows, cols = d.shape
     fast = vec4_ready(d)
@@ -270,8 +274,8 @@ def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
 
 
 def quantize_per_channel(x, axis, fmt="e4m3") -> QTensor:
-    """One scale per index along `axis` of 2-D `x`: axis=0 one per row (block (1, N)),
-    axis=1 one per column (block (M, 1)). Dynamic: each scale from its channel's finite amax.
+    """One scale per index along `axis` of 2-D `x`: `axis=0` one per row (block `(1, N)`),
+    `axis=1` one per column (block `(M, 1)`). Dynamic: each scale from its channel's finite amax.
     Returns a QTensor on the host for numpy input, on the device for device input."""
     fmt = fp8.as_format(fmt)
     if axis not in (0, 1):

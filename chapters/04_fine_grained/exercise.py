@@ -1,32 +1,33 @@
 # Chapter 04 exercise: Fine-grained (block) quantization.
-# Generated from tutorial.blockwise by `fp8-tutorial exercises` (which overwrites this
-# file: keep your work elsewhere before regenerating). Fill in every TODO, then run
+# Generated from tutorial.blockwise by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 04` to run the graded tests against this file.
+# stub fingerprint: b39c1f8075bffad1 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 04: fine-grained (block) FP8 quantization, DeepSeek-V3 / DeepGEMM style.
 
 One scale per tile of the matrix: 1 x 128 groups along a row for activations (one scale per
 token and 128 channels: an outlier channel inflates only its own group's scale), 128 x 128
-squares for weights. The meaning is chapter 02's QTensor with ``block = (bm, bn)``:
-``x[i, j] ~= decode(codes[i, j]) * scales[i // bm, j // bn]``; edge tiles that do not fill a
+squares for weights. The meaning is chapter 02's [`QTensor`][] with `block = (bm, bn)`:
+`x[i, j] ~= decode(codes[i, j]) * scales[i // bm, j // bn]`; edge tiles that do not fill a
 whole block get their own scale.
 
 Two kernels do the work on the fast path (float32 or bfloat16, rows a multiple of 4 long):
 
-* :func:`row_group_kernel` for (1, bn) blocks: a warp's 32 lanes read 128 consecutive
-  values (one ``load4`` each), so a 1 x 128 group is exactly one warp-load; a warp takes
+* [`row_group_kernel`][] for `(1, bn)` blocks: a warp's 32 lanes read 128 consecutive
+  values (one `load4` each), so a 1 x 128 group is exactly one warp-load; a warp takes
   several groups per trip and issues all their loads before the first shuffle. The group's
-  amax is chapter 01's ``warp_max`` (or its first steps, for groups narrower than 128), the
-  codes are packed 4 to a word by chapter 02's ``word_encoder``. Three scale layouts: a separate
-  (M, N / bn) array, the same transposed (M-major, the layout DeepGEMM's GEMM reads), or
-  interleaved with the codes (each group's codes followed by its scale).
-* :func:`tile_kernel` for (bm, bn) tiles with bm > 1: a thread block holds a whole tile in
-  registers, ``block_max`` gives its amax, and every thread encodes what it holds: the tile
+  amax is chapter 01's `warp_max` (or its last steps, for groups narrower than 128), the
+  codes are packed 4 to a word by chapter 02's `word_encoder`. Three scale layouts: a
+  separate (M, N / bn) array, the same transposed (M-major, the layout DeepGEMM's GEMM
+  reads), or interleaved with the codes (each group's codes followed by its scale).
+* [`tile_kernel`][] for `(bm, bn)` tiles with bm > 1: a thread block holds a whole tile in
+  registers, `block_max` gives its amax, and every thread encodes what it holds: the tile
   is read from memory once.
 
 Everything else (odd row lengths, float16/float64, misaligned views) takes
-:func:`general_kernel`: one thread block per tile, one element per thread at a time.
-All match :func:`tutorial.reference.blockwise_reference` bit for bit, codes and scales.
+[`general_kernel`][]: one thread block per tile, one element per thread at a time.
+All match [`tutorial.reference.blockwise_reference`][tutorial.reference.blockwise_reference]
+bit for bit, codes and scales.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ _EPS32 = float32(EPS)
 
 @cuda.jit(device=True)
 def pow2_scale_from_amax(amax, fmax):
-    """The smallest power of two s with max(amax, EPS) / s <= fmax: a UE8M0 scale (MX formats,
+    """The smallest power of two s with `max(amax, EPS) / s <= fmax`: a UE8M0 scale (MX formats,
     DeepSeek-V3.1), rounded up so that nothing saturates. Exact: products by powers of two are."""
     a = max(float32(amax), _EPS32)
     s = bits_float32(float32_bits(a / float32(fmax)) & 0x7F800000)  # 2^floor(log2(a / fmax))
@@ -68,7 +69,7 @@ def pow2_scale_from_amax(amax, fmax):
 
 
 def _register_cap(max_registers):
-    """cuda.jit options capping registers per thread (the simulator has no registers)."""
+    """`cuda.jit` options capping registers per thread (the simulator has no registers)."""
     return {} if ON_SIMULATOR or max_registers is None else {"max_registers": max_registers}
 
 
@@ -78,8 +79,8 @@ def _scale_rule(pow2: bool):
 
 def lanes_max(lanes: int):
     """The device function: the maximum of `v` over each aligned group of `lanes` neighbouring
-    lanes (a power of two up to 32), to every lane of the group. With lanes == 32 it is
-    chapter 01's warp_max; narrower groups take its butterfly's last log2(lanes) steps.
+    lanes (a power of two up to 32), to every lane of the group. With `lanes == 32` it is
+    chapter 01's `warp_max`; narrower groups take its butterfly's last log2(lanes) steps.
     `lanes` is baked in, so the steps unroll into plain shuffles."""
     if lanes == WARP:
         return warp_max
@@ -104,21 +105,23 @@ def finite_amax4(a, b, c, d):
 
 def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encode=None,
                      loads_per_trip=LOADS_PER_TRIP, whole=False, max_registers=None):
-    """A kernel for (1, bn) blocks over a matrix whose rows are whole groups (N % bn == 0).
+    """A kernel for `(1, bn)` blocks over a matrix whose rows are whole groups (`N % bn == 0`).
 
-    Launch with 1-D blocks of a multiple of 32 threads. Arguments:
-      x: the matrix flattened to 1-D, read with `load` (load4: float32, 16-byte aligned;
-         load4_bf16: bfloat16 bits, 8-byte aligned).
-      out: uint32 words. "separate" and "m_major": the codes (M, N) viewed as uint32 and
-         flattened. "interleaved": each group's bn / 4 code words followed by one word holding
-         its scale's float32 bits.
-      scales: float32, flattened: (M, N / bn) row-major for "separate", (N / bn, M) for
-         "m_major" (scale of row i, group j at j * M + i); unused for "interleaved".
-      rows: M, so that the m_major position of a scale can be found.
-    The flat matrix is cut into warp tiles of 128 * per_lane values (one load4 per lane per
+    Launch with 1-D blocks of a multiple of 32 threads. The kernel's arguments:
+
+    * `x`: the matrix flattened to 1-D, read with `load` (`load4`: float32, 16-byte aligned;
+      `load4_bf16`: bfloat16 bits, 8-byte aligned).
+    * `out`: uint32 words. "separate" and "m_major": the codes (M, N) viewed as uint32 and
+      flattened. "interleaved": each group's bn / 4 code words followed by one word holding
+      its scale's float32 bits.
+    * `scales`: float32, flattened: (M, N / bn) row-major for "separate", (N / bn, M) for
+      "m_major" (scale of row i, group j at j * M + i); unused for "interleaved".
+    * `rows`: M, so that the m_major position of a scale can be found.
+
+    The flat matrix is cut into warp tiles of `128 * per_lane` values (one `load4` per lane per
     tile part); a group is a whole tile (bn >= 128) or the share of bn / 4 lanes (bn < 128).
     Sizes are baked in, so the loops unroll and `vals` lives in registers. `whole`: the
-    matrix is a whole number of trips (M * N a multiple of 128 * loads_per_trip), so no load
+    matrix is a whole number of trips (M * N a multiple of `128 * loads_per_trip`), so no load
     or store needs a bounds check.
     """
     if bn % 4 or not (bn % 128 == 0 or 128 % bn == 0) or bn < 16:
@@ -200,15 +203,18 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
 
 def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None, max_registers=None,
                 whole=False):
-    """A kernel for (bm, bn) tiles, one thread block per tile at a time, the tile in registers.
+    """A kernel for `(bm, bn)` tiles, one thread block per tile at a time, the tile in registers.
 
-    Launch with `threads` threads per block (a multiple of 32, bn / 4 dividing it). Arguments:
-      x: the matrix flattened to 1-D, read 4 values at a time with `load`; cols % 4 == 0.
-      cols: N. rows: M. Edge tiles are smaller: values past M or N are left out.
-      words: the codes viewed as uint32 and flattened.
-      scales: float32 (ceil(M / bm), ceil(N / bn)), flattened.
-    Thread t owns the 4-value column group t % (bn / 4) of the tile, in rows t // (bn / 4),
-    + threads / (bn / 4), ...: a warp reads whole 512-byte row segments. `whole`: M and N are
+    Launch with `threads` threads per block (a multiple of 32, bn / 4 dividing it). The
+    kernel's arguments:
+
+    * `x`: the matrix flattened to 1-D, read 4 values at a time with `load`; `cols % 4 == 0`.
+    * `rows`: M. `cols`: N. Edge tiles are smaller: values past M or N are left out.
+    * `words`: the codes viewed as uint32 and flattened.
+    * `scales`: float32 (ceil(M / bm), ceil(N / bn)), flattened.
+
+    Thread t owns the 4-value column group `t % (bn / 4)` of the tile, in rows `t // (bn / 4)`,
+    `+ threads / (bn / 4)`, ...: a warp reads whole 512-byte row segments. `whole`: M and N are
     multiples of bm and bn, so no tile crosses the matrix's edge and no access needs a check.
     """
     groups_per_row = bn // 4
@@ -293,12 +299,22 @@ def _grid(work_items: int, per_block: int) -> int:
 
 
 def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False, encoder="auto"):
-    """The launch of :func:`quantize_blockwise` on preallocated device arrays.
+    """The launch of [`quantize_blockwise`][] on preallocated device arrays.
 
-    d: (M, N) device array. out: the codes, (M, N) uint8, or for the interleaved layout the
-    buffer, uint8 (M, N / bn * (bn + 4)). scales: float32 (ceil(M / bm), ceil(N / bn)), or
-    (N / bn, M) for "m_major"; ignored for "interleaved". `encoder`: "auto" (the hardware
-    conversion where there is one), "software" or "hardware"."""
+    Args:
+        d: (M, N) device array.
+        bm: the block's rows.
+        bn: the block's columns.
+        out: the codes, (M, N) uint8, or for the interleaved layout the buffer, uint8
+            (M, N / bn * (bn + 4)).
+        scales: float32 (ceil(M / bm), ceil(N / bn)), or (N / bn, M) for "m_major"; ignored
+            for "interleaved".
+        fmt: the FP8 format.
+        layout: "separate", "m_major" or "interleaved" (see [`row_group_kernel`][]).
+        pow2: power-of-two (UE8M0) scales.
+        encoder: "auto" (the hardware conversion where there is one), "software" or
+            "hardware".
+    """
     fmt = fp8.as_format(fmt)
     rows, cols = d.shape
     encode = _encoder(fmt, encoder)
@@ -346,14 +362,19 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
                        encoder="auto") -> QTensor:
     """One scale per `block` tile of 2-D `x`: scales of shape (ceil(M / bm), ceil(N / bn)).
 
-    block: (1, 128) for activations (per token, 128 channels), (128, 128) for weights; any
-      positive sizes work, edge tiles get their own scale.
-    pow2_scales: power-of-two (UE8M0) scales, rounded up so that nothing saturates.
-    scales_m_major: for (1, bn) blocks, store the scales M-major (transposed, contiguous
-      along M, as DeepGEMM's GEMM reads them); the QTensor's scales are then a transposed
-      view, same shape and meaning.
-    encoder: "auto", "software" or "hardware" (identical codes; see tutorial.fp8).
-    Returns a QTensor on the host for numpy input, on the device for device input.
+    Args:
+        x: a 2-D float array (float16, bfloat16, float32 or float64), numpy or on the device.
+        block: (1, 128) for activations (per token, 128 channels), (128, 128) for weights; any
+            positive sizes work, edge tiles get their own scale.
+        fmt: "e4m3" or "e5m2" (or `fp8.E4M3`, `fp8.E5M2`).
+        pow2_scales: power-of-two (UE8M0) scales, rounded up so that nothing saturates.
+        scales_m_major: for (1, bn) blocks, store the scales M-major (transposed, contiguous
+            along M, as DeepGEMM's GEMM reads them); the QTensor's scales are then a transposed
+            view, same shape and meaning.
+        encoder: "auto", "software" or "hardware" (identical codes; see `tutorial.fp8`).
+
+    Returns:
+        On the host for numpy input, on the device for device input.
     """
     fmt = fp8.as_format(fmt)
     bm, bn = _check_block(block, "quantize_blockwise")
@@ -378,7 +399,7 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
 def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
     """1 x `group` quantization into one buffer: each group's `group` codes followed by the 4
     bytes of its float32 scale, uint8 of shape (M, N / group * (group + 4)). A reader of one
-    group then finds its scale in the same 128-byte lines. :func:`split_interleaved` turns it
+    group then finds its scale in the same 128-byte lines. [`split_interleaved`][] turns it
     back into a QTensor."""
     fmt = fp8.as_format(fmt)
     _, bn = _check_block((1, group), "quantize_groups_interleaved")
@@ -392,7 +413,8 @@ def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
 
 
 def split_interleaved(buf, group, fmt="e4m3") -> QTensor:
-    """The QTensor (codes, scales) held in an interleaved buffer of :func:`quantize_groups_interleaved`."""
+    """The QTensor (codes, scales) held in an interleaved buffer of
+    [`quantize_groups_interleaved`][]."""
     buf = np.asarray(buf.copy_to_host() if hasattr(buf, "copy_to_host") else buf)
     rows = buf.shape[0]
     per_group = buf.reshape(rows, -1, group + 4)

@@ -1,53 +1,53 @@
 # Chapter 05 exercise: Shared-memory tiled GEMM with fine-grained FP8 scales.
-# Generated from tutorial.gemm by `fp8-tutorial exercises` (which overwrites this
-# file: keep your work elsewhere before regenerating). Fill in every TODO, then run
+# Generated from tutorial.gemm by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 05` to run the graded tests against this file.
+# stub fingerprint: 9b5d626fced1c7a9 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 05: a shared-memory tiled GEMM with fine-grained FP8 scales, from naive to
 register-blocked.
 
 C = A @ B for A (M, K) and B (K, N), built up one idea at a time, SGEMM-worklog style:
 
-1. :func:`naive_kernel`: one thread per element of C, every operand from global memory.
-2. :func:`tiled_kernel`: a block computes a TILE x TILE tile of C, staging TILE x TILE tiles of
+1. [`naive_kernel`][]: one thread per element of C, every operand from global memory.
+2. [`tiled_kernel`][]: a block computes a TILE x TILE tile of C, staging TILE x TILE tiles of
    A and B in shared memory, so each value loaded from global memory is used TILE times.
-3. :func:`blocked_kernel`: register blocking. A block computes BM x BN of C; each thread a
+3. [`blocked_kernel`][]: register blocking. A block computes BM x BN of C; each thread a
    TM x TN micro-tile held in registers; per step of the K loop it reads TM values of A and TN
    of B from shared memory and does TM * TN multiply-adds with them.
 4. The same kernel on FP8 codes: tiles are decoded while they are loaded (a 256-entry table in
-   shared memory), and the scales are applied one of three ways (``mode``):
+   shared memory), and the scales are applied one of three ways (`mode`):
 
-   * ``"dequant"``: multiply each value by its scale while loading the tile. Exact for any
-     scales; one multiply per loaded value.
-   * ``"promote"`` (DeepGEMM's way): accumulate raw code products over a K-block in which
-     every scale is constant, then add ``partial * scale_a * scale_b`` to the result. Needs
-     the K-extent of both operands' blocks to be a multiple of the K-block.
-   * ``"epilogue"``: accumulate raw code products over all of K, scale once at the end with
-     the first K-block's scales. Exact only if the scales do not vary along K (per-tensor,
-     per-row of A, per-column of B); wrong otherwise, which is the point of showing it.
+    * `"dequant"`: multiply each value by its scale while loading the tile. Exact for any
+      scales; one multiply per loaded value.
+    * `"promote"` (DeepGEMM's way): accumulate raw code products over a K-block in which
+      every scale is constant, then add `partial * scale_a * scale_b` to the result. Needs
+      the K-extent of both operands' blocks to be a multiple of the K-block.
+    * `"epilogue"`: accumulate raw code products over all of K, scale once at the end with
+      the first K-block's scales. Exact only if the scales do not vary along K (per-tensor,
+      per-row of A, per-column of B); wrong otherwise, which is the point of showing it.
 
-5. :func:`mma_kernel`: the tensor cores. FP8 codes go into ``mma.sync`` as they are (no decode,
-   :mod:`tutorial.mma`): each warp computes a 32 x 32 piece of C as 2 x 4 instructions of
-   16 x 8 x 32, from tiles of codes staged in shared memory (A as it is, B transposed, since
-   an instruction wants 4 consecutive k of a column of B in one register). The scales are
-   applied DeepGEMM's way: the instructions accumulate one K-block, then the partial sums are
-   scaled and added to float32 accumulators ("promote"), or, for scales constant along K,
-   once at the end ("epilogue").
+5. [`mma_kernel`][]: the tensor cores. FP8 codes go into `mma.sync` as they are (no decode,
+   [`tutorial.mma`][tutorial.mma]): each warp computes a 32 x 32 piece of C as 2 x 4
+   instructions of 16 x 8 x 32, from tiles of codes staged in shared memory (A as it is, B
+   transposed, since an instruction wants 4 consecutive k of a column of B in one register).
+   The scales are applied DeepGEMM's way: the instructions accumulate one K-block, then the
+   partial sums are scaled and added to float32 accumulators ("promote"), or, for scales
+   constant along K, once at the end ("epilogue").
 6. The same kernel, promoting by rescaling ("rescale", the online-softmax trick of
    FlashAttention): the accumulators are kept in units of the running K-block's scales, so
    the instructions accumulate into them directly, as without scales; when a K-block starts
    they are multiplied by old scale / new scale, and by the last scales at the end. The
    compiler folds that multiply into the instruction's own float32 add, so rescaling costs
-   almost nothing in the loop. The ratios come from a small kernel (:func:`plan_kernel`),
+   almost nothing in the loop. The ratios come from a small kernel ([`plan_kernel`][]),
    which also flags rows and columns whose scales lie too far apart (over 2^32) for the
    rescaled sums to stay in float32's normal range; the blocks of C that hold one are
    recomputed by promotion.
 
-:func:`scaled_matmul` picks "rescale" on tensor cores and "promote" on CUDA cores when the
+[`scaled_matmul`][] picks "rescale" on tensor cores and "promote" on CUDA cores when the
 blocks allow it, else "dequant"; the tensor cores where the GPU has FP8 ones (compute
 capability >= 8.9) and the mode allows.
 Accumulation is float32 throughout (inside one tensor-core instruction, with fewer bits:
-see :mod:`tutorial.mma`).
+see [`tutorial.mma`][tutorial.mma]).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ CUDA_CORE_MODES = ("dequant", "promote", "epilogue")  # "rescale" is the tensor-
 @dataclass(frozen=True)
 class Tiling:
     """The shape of the work: a block computes BM x BN of C, a thread TM x TN of that; the K
-    loop advances BK at a time. threads = (BM / TM) * (BN / TN)."""
+    loop advances BK at a time. `threads = (BM / TM) * (BN / TN)`."""
 
     bm: int
     bn: int
@@ -102,7 +102,7 @@ MAX_REGISTERS = 128
 
 @cuda.jit
 def naive_kernel(a, b, c):
-    """c[i, j] = sum_k a[i, k] * b[k, j], one thread per (i, j); 2-D launch over C."""
+    """`c[i, j] = sum_k a[i, k] * b[k, j]`, one thread per (i, j); 2-D launch over C."""
     j, i = cuda.grid(2)  # x along columns: neighbouring threads read neighbouring b[k, j]
     m, n = c.shape
     if i < m and j < n:
@@ -136,16 +136,20 @@ def tiled_kernel(a, b, c):
 
 def blocked_kernel(tiling: Tiling = TILING, mode: str | None = None, promote_k: int = 128,
                    max_registers: int | None = None):
-    """A register-blocked kernel. mode None: float32 A and B. Otherwise FP8 codes with scales,
-    applied as `mode` says (see the module docstring); `promote_k`: the K-block of "promote".
+    """A register-blocked kernel. `mode` None: float32 A and B. Otherwise FP8 codes with
+    scales, applied as `mode` says (see the module docstring); `promote_k`: the K-block of
+    "promote".
 
-    Launch: grid (ceil(N / BN), ceil(M / BM)), tiling.threads threads. Arguments: a (M, K),
-    a_scales (float32, 2-D), a_block (int64[2]: the QTensor block), a_lut (256 float32: the
-    decoded value of every code), the same four for b (K, N), then c (M, N) float32. For mode
-    None, a and b are float32 and the scale arguments are placeholders (launch_float32). Thread (ty, tx) owns rows ty + i * BM / TM and columns
-    tx + j * BN / TN of the block's tile: in the multiply-add loop neighbouring threads read
-    neighbouring shared-memory words (no bank conflicts there; the transposing stores of the A
-    tile do conflict) and they write neighbouring columns of C.
+    Launch: grid (ceil(N / BN), ceil(M / BM)), `tiling.threads` threads. The kernel's
+    arguments: `a` (M, K), `a_scales` (float32, 2-D), `a_block` (int64[2]: the QTensor block),
+    `a_lut` (256 float32: the decoded value of every code), the same four for `b` (K, N), then
+    `c` (M, N) float32. For mode None, a and b are float32 and the scale arguments are
+    placeholders (`launch_float32`).
+
+    Thread (ty, tx) owns rows `ty + i * BM / TM` and columns `tx + j * BN / TN` of the block's
+    tile: in the multiply-add loop neighbouring threads read neighbouring shared-memory words
+    (no bank conflicts there; the transposing stores of the A tile do conflict) and they write
+    neighbouring columns of C.
     """
     bm, bn, bk, tm, tn = tiling.bm, tiling.bn, tiling.bk, tiling.tm, tiling.tn
     threads = tiling.threads
@@ -177,8 +181,8 @@ def blocked_kernel(tiling: Tiling = TILING, mode: str | None = None, promote_k: 
 
         @cuda.jit(device=True)
         def load_tiles(sa, sb, a, b, a_scales, a_block, a_lut, b_scales, b_block, b_lut, row0, col0, k0, t):
-            """Stage A[row0 : row0 + BM, k0 : k0 + BK] (transposed: sa[k, r]) and
-            B[k0 : k0 + BK, col0 : col0 + BN] in shared memory, zeros outside the matrices."""
+            """Stage `A[row0 : row0 + BM, k0 : k0 + BK]` (transposed: `sa[k, r]`) and
+            `B[k0 : k0 + BK, col0 : col0 + BN]` in shared memory, zeros outside the matrices."""
             m, kk = a.shape
             n = b.shape[1]
             for e in range(t, bm * bk, threads):  # consecutive threads: consecutive k of a row
@@ -315,28 +319,41 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
                uniform_a: bool = False, uniform_b: bool = False, whole: bool = False,
                max_registers: int | None = None, rescale: bool = False, a_varies: bool = True,
                b_varies: bool = True):
-    """The tensor-core kernel for FP8 codes with scales. promote_k: the K-block (a multiple of
-    32) over which both operands' scales are constant: partial sums are scaled and added to the
-    float32 accumulators after each. None: scale once at the end with the first K-block's
-    scales ("epilogue": exact only when the scales do not vary along K). rescale (with
-    promote_k): the instructions accumulate straight into the accumulators, which are kept in
-    units of the running K-block's scales: at each new K-block they are multiplied by
-    old scale / new scale, and by the last K-block's scales at the end, both from `plan`
-    (:func:`plan_kernel`). A kernel built without rescale, given plan_kernel's `unsafe`,
-    computes only the blocks of C with an unsafe row or column (an empty `unsafe`: all
-    blocks). uniform_a: one scale
-    covers all rows of a warp's piece of C (a.block[0] a multiple of BM / WM); uniform_b: one
-    covers its columns (b.block[1] a multiple of BN / WN), as for 128 x 128 blocks of B.
-    whole: M, N and K are multiples of BM, BN and BK, so no tile load needs a bounds check.
-    a_varies, b_varies (rescale): whether A's, B's scales vary along K (else their ratios are 1).
+    """The tensor-core kernel for FP8 codes with scales.
 
-    Launch: grid (ceil(N / BN), ceil(M / BM)), tiling.threads threads. Arguments: a (M, K / 4)
-    uint32 (the codes of A, 4 to a word, K padded to a multiple of 4 with zeros), a_scales
-    (float32, 2-D), a_block (int64[2]), b (K, N / 4) uint32 (the codes of B, rows of 4 to a
-    word), b_scales, b_block, k (K, unpadded), c (M, N) float32, plan and unsafe (see rescale;
-    placeholders otherwise).
-    Warp w computes rows (w // WN) * BM / WM .. of the block's tile and columns
-    (w % WN) * BN / WN ..; lane (g, t) = (lane // 4, lane % 4) holds what tutorial.mma says.
+    Args:
+        tiling: the block's tile of C and its warps.
+        fmt_a: the FP8 format of A's codes.
+        fmt_b: the FP8 format of B's codes.
+        promote_k: the K-block (a multiple of 32) over which both operands' scales are
+            constant: partial sums are scaled and added to the float32 accumulators after
+            each. None: scale once at the end with the first K-block's scales ("epilogue":
+            exact only when the scales do not vary along K).
+        uniform_a: one scale covers all rows of a warp's piece of C (`a.block[0]` a multiple
+            of BM / WM).
+        uniform_b: one scale covers its columns (`b.block[1]` a multiple of BN / WN), as for
+            128 x 128 blocks of B.
+        whole: M, N and K are multiples of BM, BN and BK, so no tile load needs a bounds check.
+        max_registers: the cap on registers per thread (None: as many as let one block fill
+            an SM's 64K registers).
+        rescale: with `promote_k`, the instructions accumulate straight into the
+            accumulators, which are kept in units of the running K-block's scales: at each new
+            K-block they are multiplied by old scale / new scale, and by the last K-block's
+            scales at the end, both from `plan` ([`plan_kernel`][]). A kernel built without
+            rescale, given plan_kernel's `unsafe`, computes only the blocks of C with an
+            unsafe row or column (an empty `unsafe`: all blocks).
+        a_varies: (rescale) whether A's scales vary along K (else their ratios are 1).
+        b_varies: (rescale) whether B's scales vary along K (else their ratios are 1).
+
+    Launch: grid (ceil(N / BN), ceil(M / BM)), `tiling.threads` threads. The kernel's
+    arguments: `a` (M, K / 4) uint32 (the codes of A, 4 to a word, K padded to a multiple of 4
+    with zeros), `a_scales` (float32, 2-D), `a_block` (int64[2]), `b` (K, N / 4) uint32 (the
+    codes of B, rows of 4 to a word), `b_scales`, `b_block`, `k` (K, unpadded), `c` (M, N)
+    float32, `plan` and `unsafe` (see rescale; placeholders otherwise).
+
+    Warp w computes rows `(w // WN) * BM / WM ..` of the block's tile and columns
+    `(w % WN) * BN / WN ..`; lane (g, t) = (lane // 4, lane % 4) holds what
+    [`tutorial.mma`][tutorial.mma] says.
     """
     bm, bn, bk, wm, wn = tiling.bm, tiling.bn, tiling.bk, tiling.wm, tiling.wn
     if bk % 32 or (promote_k is not None and promote_k % 32):
@@ -373,7 +390,7 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
     def build():
         @cuda.jit(device=True)
         def load_a(sa, a, row0, kw0, t):
-            """sa[r, w] = word kw0 + w of row row0 + r of A (zeros outside)."""
+            """`sa[r, w]` = word kw0 + w of row row0 + r of A (zeros outside)."""
             m, k4 = a.shape
             for e in range(t, bm * bkw, threads):  # consecutive threads: consecutive words of a row
                 r = e // bkw
@@ -385,7 +402,7 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
 
         @cuda.jit(device=True)
         def load_b_transposed(sb, b, col0, kw0, t):
-            """sb[n, w] = codes k = 4 (kw0 + w) .. + 3 of column col0 + n of B (zeros outside):
+            """`sb[n, w]` = codes k = 4 (kw0 + w) .. + 3 of column col0 + n of B (zeros outside):
             each thread reads a 4 x 4 block of codes (4 words of 4 rows) and transposes it."""
             kk, n4 = b.shape
             quads = bn // 4
@@ -437,7 +454,7 @@ def mma_kernel(tiling: MmaTiling = MMA_TILING, fmt_a="e4m3", fmt_b="e4m3", promo
 
         @cuda.jit(device=True)
         def load_ratios(rr, ss, sub, wr0, wc0, g, q4):
-            """rescale: rr[row, column] = row ratio x column ratio (from row `sub` of ss) for
+            """rescale: `rr[row, column]` = row ratio x column ratio (from row `sub` of ss) for
             this lane's rows and columns, as far as they differ: 1 x 1 when neither operand's
             scales vary along K, 4 x 1 for 1x128 A and 128x128 B (a warp's columns share a
             scale), 4 x 8 at most."""
@@ -593,16 +610,19 @@ _PLAN_ITEMS = 32  # rows / columns per block of plan_kernel (its x); its y runs 
 
 @cuda.jit
 def plan_kernel(a_scales, a_block, b_scales, b_block, m, n, promote_k, plan, unsafe):
-    """The plan for "rescale", for each row of A (i < M) and column of B (i - M):
-    plan[j, i] = scale in K-block j - 1 / scale in K-block j (1 for j = 0): the factor that
-    moves accumulators from one K-block's units to the next one's; plan[-1, i] = the scale in
-    the last K-block, by which the result is multiplied at the end.
-    unsafe[i] = 1 where that could go wrong. Accumulators hold sums of code products times
+    """The plan for "rescale", for each row of A (i < M) and column of B (i - M).
+
+    `plan[j, i]` = scale in K-block j - 1 / scale in K-block j (1 for j = 0): the factor that
+    moves accumulators from one K-block's units to the next one's; `plan[-1, i]` = the scale
+    in the last K-block, by which the result is multiplied at the end.
+
+    `unsafe[i]` = 1 where that could go wrong. Accumulators hold sums of code products times
     (row's scale in an earlier K-block / now) x (column's the same). If the largest of a row's
     scales is within 2^32 of its smallest (the same for columns), those factors are within
-    [2^-64, 2^64]: nothing overflows or leaves float32's normal range (a sum of 128 e5m2
+    2^-64 .. 2^64: nothing overflows or leaves float32's normal range (a sum of 128 e5m2
     products is below 2^39, one product at least 2^-32). A zero, negative or non-finite scale
     is unsafe too. Blocks of C with an unsafe row or column are recomputed by promotion.
+
     Launch: grid ceil((M + N) / 32), block (32, up to 32): thread (x, y) takes item x of the
     block and K-blocks y, y + blockDim.y, ...; then the y's of an item pool their extremes."""
     x, y = cuda.threadIdx.x, cuda.threadIdx.y
@@ -730,8 +750,8 @@ KERNELS = ("auto", "cuda_core", "tensor_core")
 
 
 def tensor_cores_available() -> bool:
-    """Whether :func:`mma_kernel` can run: a GPU with FP8 tensor cores (compute capability >= 8.9),
-    or the simulator, which emulates the instruction."""
+    """Whether [`mma_kernel`][] can run: a GPU with FP8 tensor cores (compute
+    capability >= 8.9), or the simulator, which emulates the instruction."""
     return ON_SIMULATOR or fp8.hardware_fp8_available()
 
 
@@ -762,8 +782,8 @@ def _scales_and_blocks(a: QTensor, b: QTensor):
 
 
 def rescale_plan(a: QTensor, b: QTensor, promote_k: int | None = None):
-    """(plan, unsafe) for mode "rescale" (see :func:`plan_kernel`): device arrays of shape
-    (K-blocks + 1, M + N) and (M + N,); promote_k defaults to :func:`promotion_k`'s."""
+    """(plan, unsafe) for mode "rescale" (see [`plan_kernel`][]): device arrays of shape
+    (K-blocks + 1, M + N) and (M + N,); `promote_k` defaults to [`promotion_k`][]'s."""
     scales, blocks = _scales_and_blocks(a, b)
     return _plan(scales, blocks, a.shape[0], a.shape[1], b.shape[1], promote_k or promotion_k(a, b, MMA_TILING))
 
@@ -779,7 +799,7 @@ def _plan(scales, blocks, m, k, n, promote_k):
 
 
 def _launch_tensor_core(tiling, a, b, scales, blocks, c, mode, kb):
-    """:func:`mma_kernel` for `mode`. "rescale" is three launches: the plan, the rescaling
+    """[`mma_kernel`][] for `mode`. "rescale" is three launches: the plan, the rescaling
     kernel, then the promoting one, which recomputes only the blocks of C that have an unsafe
     row or column (for most inputs none: each of its blocks reads the flags and returns)."""
     m, n = c.shape
@@ -802,19 +822,30 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
                   tiling=None):
     """C = dequantize(a) @ dequantize(b), float32 accumulation, on the GPU (or the simulator).
 
+    ```text
     C[m, n] = sum_k decode(a.codes[m, k]) * a.scales[m // a.block[0], k // a.block[1]]
                     * decode(b.codes[k, n]) * b.scales[k // b.block[0], n // b.block[1]]
+    ```
+
     for a (M, K) and b (K, N) of any granularity (per-tensor, per-row of a, per-column of b,
-    1 x 128 a with 128 x 128 b, other blocks). `mode`: "promote" or "rescale" (tensor cores
-    only) where both operands' scales are constant over K-blocks (the default then: "rescale"
-    on tensor cores, "promote" on CUDA cores), "dequant" (always exact; the default otherwise),
-    or "epilogue" (exact only for scales that do not vary along K). `kernel`: "tensor_core"
-    (:func:`mma_kernel`; not for "dequant"), "cuda_core" (:func:`blocked_kernel`; not for
-    "rescale") or "auto":
-    the tensor cores on a GPU that has FP8 ones, where the mode allows; the CUDA-core kernel on
-    the simulator (its emulated tensor cores are slow; "rescale" still gets them) and elsewhere; a `tiling` (Tiling or
-    MmaTiling) picks its kernel. Returns a numpy array for host QTensors, a device array for
-    device ones (or `out`, if given).
+    1 x 128 a with 128 x 128 b, other blocks).
+
+    Args:
+        a: the (M, K) operand.
+        b: the (K, N) operand.
+        mode: "promote" or "rescale" (tensor cores only) where both operands' scales are
+            constant over K-blocks (the default then: "rescale" on tensor cores, "promote" on
+            CUDA cores), "dequant" (always exact; the default otherwise), or "epilogue" (exact
+            only for scales that do not vary along K).
+        out: a float32 (M, N) device array to write C into.
+        kernel: "tensor_core" ([`mma_kernel`][]; not for "dequant"), "cuda_core"
+            ([`blocked_kernel`][]; not for "rescale") or "auto": the tensor cores on a GPU
+            that has FP8 ones, where the mode allows; the CUDA-core kernel on the simulator
+            (its emulated tensor cores are slow; "rescale" still gets them) and elsewhere.
+        tiling: a [`Tiling`][] or [`MmaTiling`][], which picks its kernel.
+
+    Returns:
+        A numpy array for host QTensors, a device array for device ones (or `out`, if given).
     """
     _check_operands(a, b)
     if kernel not in KERNELS:
