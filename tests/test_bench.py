@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -240,6 +241,82 @@ def test_throughput_bars_one_bar_per_timed_row_peers_hatched_values_written():
     assert bars[0].get_hatch() is None and bars[1].get_hatch() == "//"
     text = _all_text(fig)
     assert "2.00" in text and "1.00" in text and f"recorded on {H100}" in text and "copy roofline" in text
+
+
+def test_bars_turn_logarithmic_when_values_span_decades_so_every_bar_shows():
+    """1 TFLOPS beside 1300: on a linear axis the small bar would have no width."""
+    t = lambda ms: bench.Timing(ms, ms, ms, 50)  # noqa: E731
+    flops = 2 * 4096**3
+    rows = [bench.make_row(label, t(flops / tflops / 1e9), shape=(4096, 4096, 4096), flops=flops)
+            for label, tflops in [("naive (ours)", 1.37), ("tensor cores (ours)", 91.2), ("cuBLAS", 1300.0)]]
+    results = {"name": "gemm", "date": "2026-11-29T10:00:00+00:00", "device": _report(), "shapes": [],
+               "launch_overhead_us": 5.0, "copy_tbps": None, "rows": rows}
+    fig = plotting.throughput_bars(results, y="tflops")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlim()[0] <= 1.37 and ax.get_xlim()[1] >= 1300
+    assert "log scale" in ax.get_xlabel()
+    results["rows"] = rows[1:]  # 91 and 1300: within two decades, linear is fine
+    assert plotting.throughput_bars(results, y="tflops").axes[0].get_xscale() == "linear"
+
+
+def test_a_label_skipped_at_every_size_is_noted_once():
+    results = _results()
+    results["rows"] += [bench.skipped_row("cupy", shape=(n,), reason="cupy not installed", peer="cupy")
+                        for n in (2, 3, 4)]
+    text = _all_text(plotting.throughput_plot(results))
+    assert text.count("cupy not installed") == 1 and "skipped at 4 sizes" in text
+
+
+def test_saved_figures_keep_a_long_title_whole(tmp_path):
+    """A title wider than the figure is wrapped, and the PNG is cropped to what is drawn."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    fig.subplots().set_title("a title much longer than a three inch wide figure could ever hold on one line")
+    path = plotting.save(fig, tmp_path / "wide.png")
+    width = int.from_bytes(path.read_bytes()[16:20], "big")  # the PNG header's width
+    assert width > 3 * 120  # grown past 3 in at 120 dpi to hold the whole title
+
+
+def test_redraw_draws_the_png_of_a_recorded_file_from_the_file_alone(tmp_path):
+    results = _results()
+    path = bench.record_results("quant", results["rows"], shapes=results["shapes"], out_dir=tmp_path,
+                                copy_tbps=2.0, launch_overhead_us=5.0, report=_report())
+    png = plotting.redraw(path)
+    assert png == path.with_suffix(".png") and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = plotting.results_figure(bench.load_results(path))
+    assert len(fig.axes[0].get_lines()) == 3  # several sizes: a line per label, and the roofline
+
+
+def test_every_recorded_png_is_what_its_json_draws(tmp_path):
+    """The committed figures were drawn by the current plotting code from their files."""
+    import shutil
+
+    from matplotlib.image import imread
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    for path in sorted(root.glob("*/*.json")):
+        if not path.with_suffix(".png").exists():
+            continue
+        copy = tmp_path / path.parent.name / path.name
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(path, copy)
+        ours, theirs = imread(plotting.redraw(copy)), imread(path.with_suffix(".png"))
+        # the same size, give or take a font's rendering: a figure drawn by older code differs more
+        assert np.allclose(ours.shape[:2], theirs.shape[:2], rtol=0.02), \
+            f"{path}: {theirs.shape[:2]} pixels, redrawn {ours.shape[:2]}: redraw it with tutorial.plotting.redraw"
+
+
+def test_table_shows_as_html_with_numbers_right_aligned_and_as_aligned_text():
+    table = plotting.Table([{"method": "per-tensor", "SQNR dB": "31.3"}, {"method": "1x128 <a>", "SQNR dB": "43.5"}])
+    html = table._repr_html_()
+    assert html.count("<tr>") == 3 and "1x128 &lt;a&gt;" in html  # escaped
+    assert 'text-align: right; white-space: nowrap">43.5</td>' in html
+    assert 'text-align: left">per-tensor</td>' in html
+    assert str(table).splitlines() == ["method      SQNR dB", "----------  -------", "per-tensor     31.3",
+                                       "1x128 <a>      43.5"]
+    with pytest.raises(ValueError, match="no rows"):
+        plotting.Table([])
 
 
 def test_error_histogram_one_series_per_method_with_zero_counts(tmp_path):

@@ -196,10 +196,7 @@ def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
     recorded = sorted(bench.results_root().glob(f"*/{name}.json"))
     if not recorded:
         return []
-    results = bench.load_results(recorded[-1])
-    one_shape = len({tuple(r["shape"]) for r in results["rows"]}) == 1
-    y = "tflops" if any(r.get("tflops") for r in results["rows"]) else "tbps"
-    fig = (plotting.throughput_bars if one_shape else plotting.throughput_plot)(results, y=y, recorded=True)
+    fig = plotting.results_figure(bench.load_results(recorded[-1]), recorded=True)  # as the sweep draws it
     return [plotting.save(fig, out / f"{name}_recorded.png")]
 
 

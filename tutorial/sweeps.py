@@ -1,7 +1,9 @@
 """Each chapter's benchmark sweep, run by ``fp8-tutorial bench [chapter]`` on a GPU.
 
 A sweep times its kernels (and the peers, when installed) over sizes, writes
-``results/<device>/<name>.json`` and a PNG plot beside it, and prints progress as it goes.
+``results/<device>/<name>.json`` and a PNG plot beside it, and prints progress as it goes. The
+plot is drawn from the JSON alone (`tutorial.plotting.redraw`), so a recorded file's
+figure can be drawn again anywhere, without a GPU.
 
 Chapter 00: encoding float32 to E4M3 codes, software encoder vs the hardware conversion vs
 torch's cast, one element per thread. Counted bytes: 4 read + 1 written per element.
@@ -74,8 +76,7 @@ def chapter00_encode(sizes=None, repeats: int = 50, out_dir=None) -> Path:
                                      nbytes=nbytes, repeats=repeats))
         rows.append(bench.skipped_row("cupy", shape=[n], peer="cupy", reason="cupy has no FP8 dtype"))
     path = bench.record_results("ch00_encode", rows, shapes=[[n] for n in sizes], out_dir=out_dir)
-    fig = plotting.throughput_plot(bench.load_results(path), x="bytes", y="tbps")
-    plotting.save(fig, path.with_suffix(".png"))
+    plotting.redraw(path)
     return path
 
 
@@ -145,8 +146,7 @@ def chapter01_absmax(sizes=None, repeats: int = 50, out_dir=None) -> Path:
             rows.append(bench.bench_peer("torch view(M, N/128, 128).abs().amax(-1)", "torch", _torch_group_amax(x, bn),
                                          shape=[m, k], nbytes=m * k * 4 + out.size * 4, repeats=repeats))
     path = bench.record_results("ch01_absmax", rows, shapes=[[n] for n in sizes] + [[m, k]], out_dir=out_dir)
-    fig = plotting.throughput_plot(bench.load_results(path), x="bytes", y="tbps")
-    plotting.save(fig, path.with_suffix(".png"))
+    plotting.redraw(path)
     return path
 
 
@@ -247,8 +247,7 @@ def chapter02_quantize(repeats: int = 50, out_dir=None) -> Path:
         rows.append(bench.bench_peer(label, "torch", _torch_compiled(kind, x, 0.05, bf16), shape=[m, k],
                                      nbytes=n * (3 if bf16 else 5), repeats=repeats))
     path = bench.record_results("ch02_quantize", rows, shapes=[[m, k]], out_dir=out_dir)
-    fig = plotting.throughput_bars(bench.load_results(path))
-    plotting.save(fig, path.with_suffix(".png"))
+    plotting.redraw(path)
     return path
 
 
@@ -328,7 +327,7 @@ def chapter04_blockwise(repeats: int = 50, out_dir=None) -> Path:
         rows.append(bench.bench_peer(label, "torch", _torch_compiled_blocks(kind, x, bf16), shape=[m, k],
                                      nbytes=nbytes, repeats=repeats))
     path = bench.record_results("ch04_blockwise", rows, shapes=[[m, k]], out_dir=out_dir)
-    plotting.save(plotting.throughput_bars(bench.load_results(path)), path.with_suffix(".png"))
+    plotting.redraw(path)
     return path
 
 
@@ -411,7 +410,7 @@ def chapter05_gemm(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
         _progress(step, total, label)
         rows.append(_safe_peer(label, build, shape=[m, n, k], flops=flops, repeats=repeats))
     path = bench.record_results("ch05_gemm", rows, shapes=[[m, n, k]], out_dir=out_dir)
-    plotting.save(plotting.throughput_bars(bench.load_results(path), y="tflops"), path.with_suffix(".png"))
+    plotting.redraw(path)
     return path
 
 
