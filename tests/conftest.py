@@ -1,24 +1,28 @@
 """Test set-up.
 
-`tutorial` is imported first, so it chooses GPU or simulator before numba.cuda loads.
-`--impl exercise` runs the tests against the learners' exercise files instead of the library
-(see tutorial.grading); `--chapter NN` keeps only that chapter's tests.
+`tutorial` is imported first, so it chooses GPU or simulator before numba.cuda loads; its
+lessons load when first used. `--impl exercise` runs the tests against the learners' exercise
+files: they are put in place of the lesson modules before any test module imports one (see
+tutorial.runtime.swap), so the learner's code runs wherever the library uses it.
+`--chapter NN` keeps only that chapter's tests (and, with `--impl exercise`, swaps in only its
+exercise files); `--exercise NAME[,NAME]` only those exercises' graded tests.
 """
 
+import os
 from pathlib import Path
 
-
 import tutorial  # noqa: F401  (must precede any numba.cuda import)
-from tutorial import grading
+from tutorial.course import grading
+from tutorial.runtime import swap
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_addoption(parser):
     parser.addoption("--impl", choices=grading.IMPLEMENTATIONS, default="solution",
-                     help="test the library (solution) or the chapters' exercise.py files")
+                     help="test the library (solution) or the chapters' exercise files")
     parser.addoption("--chapter", default=None, help="only the tests of this chapter, e.g. 00; with "
-                     "--impl exercise, only this chapter's exercise file is used")
+                     "--impl exercise, only this chapter's exercise files are used")
     parser.addoption("--exercise", default=None, help="only the graded tests of these exercises, e.g. warp_max "
                      "or warp_max,block_max")
     parser.addoption("--isolate", default=None, help="with --impl exercise: this exercise from the learner's "
@@ -28,9 +32,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "graded(function): a graded test of the exercise `function`")
     config.addinivalue_line("markers", "chapter(number): the chapter whose library code a test checks")
-    wanted = config.getoption("chapter")
-    grading.use(config.getoption("impl"), ROOT, chapters=None if wanted is None else [wanted],
-                isolate=config.getoption("isolate"))
+    if config.getoption("impl") == "exercise" and not os.environ.get(swap.FILES_VAR):  # the grader sets it itself
+        wanted = config.getoption("chapter")
+        env = grading.exercise_environment(ROOT, None if wanted is None else [wanted], config.getoption("isolate"))
+        swap.install(swap.decode_files(env[swap.FILES_VAR]), [n for n in env[swap.LIBRARY_VAR].split(",") if n])
 
 
 def pytest_collection_modifyitems(config, items):

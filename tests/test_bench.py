@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import tutorial  # noqa: E402,F401  (chooses the device mode before numba.cuda loads)
-from tutorial import bench, plotting  # noqa: E402
+from tutorial.perf import plotting, timing as bench  # noqa: E402
 
 on_sim = pytest.mark.skipif(not tutorial.ON_SIMULATOR, reason="simulator behaviour")
 
@@ -304,7 +304,7 @@ def test_every_recorded_png_is_what_its_json_draws(tmp_path):
         ours, theirs = imread(plotting.redraw(copy)), imread(path.with_suffix(".png"))
         # the same size, give or take a font's rendering: a figure drawn by older code differs more
         assert np.allclose(ours.shape[:2], theirs.shape[:2], rtol=0.02), \
-            f"{path}: {theirs.shape[:2]} pixels, redrawn {ours.shape[:2]}: redraw it with tutorial.plotting.redraw"
+            f"{path}: {theirs.shape[:2]} pixels, redrawn {ours.shape[:2]}: redraw it with tutorial.perf.plotting.redraw"
 
 
 def test_table_shows_as_html_with_numbers_right_aligned_and_as_aligned_text():
@@ -371,7 +371,7 @@ class _FakeCuda:
 def fake_gpu(monkeypatch):
     log = []
     fake = _FakeCuda(log)
-    monkeypatch.setattr(bench._device, "ON_SIMULATOR", False)
+    monkeypatch.setattr(bench.device, "ON_SIMULATOR", False)
     monkeypatch.setattr(bench, "cuda", fake)
     monkeypatch.setattr(bench, "_flush_l2", lambda: log.append("flush"))
     return fake

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from tutorial import fp8, grading
+from tutorial import fp8, fp8_hardware
+from tutorial.course import grading
 from tutorial.reference import (blockwise_reference, interleaved_reference, per_block_reference,
                                 per_token_group_reference, pow2_scale_from_amax)
 
 from test_per_tensor import assert_same, hostile
 
-blockwise = grading.load("tutorial.blockwise")
+from tutorial.quant import blockwise  # noqa: E402  (the library, or chapter 04's exercise file)
 pytestmark = pytest.mark.chapter("04")
 group_exercise = pytest.mark.graded("row_group_kernel")
 tile_exercise = pytest.mark.graded("tile_kernel")
@@ -121,7 +122,7 @@ def test_nan_stays_nan_and_inf_saturates_within_its_block():
     assert (back[np.isfinite(x) & ~np.isnan(back)] == 1.0).all()
 
 
-@pytest.mark.skipif(not fp8.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
+@pytest.mark.skipif(not fp8_hardware.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
 @pytest.mark.parametrize("block", [(1, 128), (128, 128)])
 def test_software_and_hardware_encoders_give_identical_codes(block):
     x = hostile((256, 512), seed=13)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import tutorial
-from tutorial import demo
+from tutorial.course import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

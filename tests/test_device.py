@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tutorial
-from tutorial.device import probe_gpus
+from tutorial.runtime.device import probe_gpus
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_GPU = probe_gpus()[0] > 0
@@ -42,7 +42,7 @@ def test_forced_simulator_even_if_numba_was_imported_first():
 
 def test_simulator_gets_warp_shuffles():
     result = run_python("import tutorial; from numba import cuda; print(cuda.shfl_down_sync.__module__)", device="sim")
-    assert result.stdout.strip() == "tutorial.simulator", result.stderr
+    assert result.stdout.strip() == "tutorial.runtime.simulator", result.stderr
 
 
 @needs_no_gpu
@@ -122,7 +122,7 @@ def test_console_script_doctor_json():
 
 
 def test_doctor_warns_about_numpy_2_5_on_a_gpu():
-    from tutorial.cli import known_problems
+    from tutorial.runtime.report import known_problems
 
     report = {"mode": "gpu", "reason": "", "gpus_seen_by_driver": 1,
               "packages": {"numpy": "2.5.0", "numba-cuda": "0.30.4", "cuda-bindings": "13.0"}}

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tutorial import grading
-from tutorial.chapters import CHAPTERS
-from tutorial.exercises import (FINGERPRINT, NOT_ATTEMPTED, exercise_source, stale, state, stub_solutions, untouched,
-                                write_all)
+from tutorial.course import grading
+from tutorial.course.chapters import CHAPTERS
+from tutorial.course.exercises import (FINGERPRINT, NOT_ATTEMPTED, exercise_files, exercise_source, stale, state,
+                                       stub_solutions, untouched, write_all)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,10 +23,15 @@ def make_course(root, solved=()):
     """A course folder for the grader: the tests, and every chapter's exercise file freshly
     generated, with the exercises named in `solved` filled in with their solutions."""
     shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    for ch in CHAPTERS:
-        ch.exercise_path(root).parent.mkdir(parents=True)
-        ch.exercise_path(root).write_text(exercise_source(ch, solved=set(solved) & set(ch.exercises)))
+    for ch, lesson, path in exercise_files(root):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(exercise_source(ch, lesson, solved=set(solved) & set(lesson.exercises)))
     return root
+
+
+def first_file(ch, root):
+    """The chapter's first exercise file."""
+    return ch.exercise_path(root, ch.exercised[0])
 
 
 def edit(path, old, new):
@@ -51,15 +56,15 @@ def grade_cli(root, *args):
 
 def test_committed_exercise_files_are_up_to_date():
     """An untouched stub must match what the solutions generate; a learner's edited file is theirs."""
-    edited = [ch.number for ch in CHAPTERS if state(ch.exercise_path(ROOT), ch) == "edited"]
+    edited = [path.name for ch, lesson, path in exercise_files(ROOT) if state(path, ch, lesson) == "edited"]
     assert stale(ROOT) == [], "run `fp8-tutorial exercises` and commit the result"
     if edited:
-        pytest.skip(f"chapters {', '.join(edited)}: exercise files hold your edits, so they are not compared")
+        pytest.skip(f"{', '.join(edited)}: exercise files hold your edits, so they are not compared")
 
 
 def test_exercises_command_keeps_edited_files_and_regenerates_untouched_ones(tmp_path, on_path):
     root = make_course(tmp_path / "course")
-    ch00, ch01, ch02 = (ch.exercise_path(root) for ch in CHAPTERS[:3])
+    ch00, ch01, ch02 = (first_file(ch, root) for ch in CHAPTERS[:3])
     mine = ch00.read_text().replace('raise NotImplementedError("fp8_to_float32_bits: not yet attempted")',
                                     "return 0  # my attempt")
     ch00.write_text(mine)
@@ -84,7 +89,7 @@ def test_exercises_command_keeps_edited_files_and_regenerates_untouched_ones(tmp
 def test_an_untouched_stub_from_older_solutions_is_stale_and_regenerated(tmp_path):
     root = make_course(tmp_path / "course")
     ch = CHAPTERS[1]
-    path = ch.exercise_path(root)
+    path = first_file(ch, root)
     # what the generator made before a docstring changed: consistent with its own fingerprint
     older = exercise_source(ch).replace("Fill in every TODO", "Fill in the TODOs")
     older_body = "".join(line for line in older.splitlines(keepends=True) if not line.startswith(FINGERPRINT))
@@ -134,15 +139,28 @@ def test_every_chapter_has_graded_tests_that_all_fail_on_fresh_stubs(tmp_path, o
     assert results, "no graded tests ran"
     passed = [nodeid for nodeid, r in results.items() if r["outcome"] == "passed"]
     assert passed == [], f"graded tests that pass on the untouched stubs: {passed}"
-    untouched_stubs = set().union(*(untouched(ch.exercise_path(root)) for ch in CHAPTERS))
+    untouched_stubs = set().union(*(untouched(path) for _, _, path in exercise_files(root)))
     summary = grading.summarize(results, untouched_stubs)
     assert all(e["status"] == "not yet attempted" for e in summary.values()), summary
     assert set(summary) == {name for ch in CHAPTERS for name in ch.exercises}
 
 
 def test_chapters_list_exactly_the_exercises_their_stubs_hold():
-    for ch in CHAPTERS:
-        assert set(re.findall(r"# TODO \((\w+)\)", exercise_source(ch))) == set(ch.exercises), ch.number
+    for ch, lesson, _ in exercise_files(ROOT):
+        assert set(re.findall(r"# TODO \((\w+)\)", exercise_source(ch, lesson))) == set(lesson.exercises), lesson
+
+
+def test_exercise_files_are_lesson_sized_and_list_their_todos():
+    """Under 400 lines; a header naming each TODO's line; hints wrapped at 100 columns."""
+    for ch, lesson, _ in exercise_files(ROOT):
+        lines = exercise_source(ch, lesson).splitlines()
+        assert len(lines) < 400, (lesson.file, len(lines))
+        listed = [(int(m.group(1)), m.group(2)) for line in lines if (m := re.match(r"#   line +(\d+): (\w+)", line))]
+        assert listed and {name for _, name in listed} == set(lesson.exercises)
+        for number, name in listed:
+            assert lines[number - 1].lstrip().startswith(f"# TODO ({name})"), (lesson.module, number)
+        hints = [line for line in lines if line.lstrip().startswith(("# TODO", "#   "))]
+        assert max(map(len, hints)) <= 100, lesson.module
 
 
 def test_every_graded_test_says_what_its_input_shows():
@@ -197,7 +215,7 @@ def test_each_graded_test_counts_for_the_exercise_it_exercises(exercise, tmp_pat
 
 def test_an_exercise_that_fails_only_because_of_one_it_builds_on_is_blocked(tmp_path, on_path):
     root = make_course(tmp_path / "course", solved={"warp_max", "block_max", "absmax_kernel"})
-    edit(CHAPTERS[1].exercise_path(root), "while offset > 0:", "while offset > 1:")  # a step short
+    edit(first_file(CHAPTERS[1], root), "while offset > 0:", "while offset > 1:")  # a step short
     report, graded, ok = grading.grade("01", root=root)
     summary = graded["01"]
     assert not ok
@@ -221,25 +239,27 @@ def test_a_stub_an_exercise_builds_on_is_named_as_not_yet_attempted(tmp_path, on
 
 def test_one_chapters_file_cannot_change_another_chapters_grade(tmp_path, on_path):
     root = make_course(tmp_path / "course", solved={"warp_max", "block_max", "absmax_kernel"})
-    broken = CHAPTERS[0].exercise_path(root)
+    broken = first_file(CHAPTERS[0], root)
     broken.write_text(broken.read_text() + "\ndef oops(:\n")
     _, graded, ok = grading.grade("01", root=root)
     assert ok and all(e["status"] == "passed" for e in graded["01"].values()), graded
     _, graded, ok = grading.grade("00", root=root)
     assert not ok
     for e in graded["00"].values():
-        assert e["status"] == "failed" and "does not compile: SyntaxError" in e["first_failure"], e
+        assert e["status"] == "failed" and "does not import: SyntaxError: invalid syntax (line" in e["first_failure"], e
 
 
 def test_an_exercise_that_fails_at_import_fails_its_own_chapter_only(tmp_path, on_path):
-    root = make_course(tmp_path / "course")
-    edit(CHAPTERS[0].exercise_path(root), "import numpy as np\n", "import numpy as np\nundefined_name + 1\n")
-    results = grading.run_graded_tests(None, root)
-    broken = [r for r in results.values() if r["exercise"] is None]
-    assert broken and "could not import" in broken[0]["message"] and "NameError" in broken[0]["message"]
-    assert any(r["exercise"] == "warp_max" for r in results.values())  # chapter 01 is still graded
+    root = make_course(tmp_path / "course", solved={"warp_max", "block_max", "absmax_kernel"})
+    text = first_file(CHAPTERS[0], root).read_text()
+    line = text.splitlines().index("import numpy as np") + 2
+    edit(first_file(CHAPTERS[0], root), "import numpy as np\n", "import numpy as np\nundefined_name + 1\n")
     _, graded, _ = grading.grade("00", root=root)
-    assert all("could not import" in e["first_failure"] for e in graded["00"].values()), graded
+    for e in graded["00"].values():
+        assert e["status"] == "failed" and e["first_failure"] == (
+            f"exercise.py does not import: NameError: name 'undefined_name' is not defined (line {line})"), e
+    _, graded, ok = grading.grade("01", root=root)
+    assert ok, graded  # chapter 01's lessons load chapter 00's library module, not the broken file
 
 
 def test_a_wrong_answer_is_reported_with_the_first_wrong_element():
@@ -269,9 +289,9 @@ def test_grader_survives_an_endless_loop_and_reports_it(tmp_path, on_path):
     root = make_course(tmp_path / "course")
     ch = CHAPTERS[0]
     endless = "    n = 0\n    while n >= 0:\n        n = (n + 1) % 7\n    return sign\n"
-    edit(ch.exercise_path(root), f'    raise NotImplementedError("fp8_to_float32_bits: {NOT_ATTEMPTED}")\n', endless)
+    edit(first_file(ch, root), f'    raise NotImplementedError("fp8_to_float32_bits: {NOT_ATTEMPTED}")\n', endless)
     results = grading.run_graded_tests(ch, root, timeout_s=10)
-    summary = grading.summarize(results, untouched(ch.exercise_path(root)))
+    summary = grading.summarize(results, untouched(first_file(ch, root)))
     assert summary["fp8_to_float32_bits"]["status"] == "failed"
     assert "stopped after 10 s" in summary["fp8_to_float32_bits"]["first_failure"]
     assert summary["round_bits_to_fp8"]["status"] == "not yet attempted"

@@ -11,9 +11,10 @@ import pytest
 from numba import cuda
 
 import tutorial
-from tutorial import grading
+from tutorial.course import grading
 
-fp8 = grading.load("tutorial.fp8")  # the library, or chapter 00's exercise under --impl exercise
+from tutorial import fp8, fp8_hardware  # fp8: the library, or chapter 00's exercise file under --impl exercise
+from tutorial.quant import encoders
 pytestmark = pytest.mark.chapter("00")
 decode_exercise = pytest.mark.graded("fp8_to_float32_bits")
 rounding_exercise = pytest.mark.graded("round_bits_to_fp8")
@@ -306,11 +307,11 @@ def test_device_encoders_on_a_million_random_bit_patterns():
 def hardware_encode_kernel(x, e4m3, e5m2):
     start = cuda.grid(1)
     for i in range(start, x.size, cuda.gridsize(1)):
-        e4m3[i] = fp8.encode_e4m3_hw(x[i])
-        e5m2[i] = fp8.encode_e5m2_hw(x[i])
+        e4m3[i] = fp8_hardware.encode_e4m3_hw(x[i])
+        e5m2[i] = fp8_hardware.encode_e5m2_hw(x[i])
 
 
-@pytest.mark.skipif(not fp8.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
+@pytest.mark.skipif(not fp8_hardware.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
 def test_hardware_encoder_gives_identical_codes():
     x = np.concatenate([hard_cases(fp8.E4M3), hard_cases(fp8.E5M2), random_float32(10**6, seed=13)])
     e4m3, e5m2 = np.zeros(x.size, np.uint8), np.zeros(x.size, np.uint8)
@@ -323,7 +324,7 @@ def test_hardware_encoder_is_a_clear_error_on_the_simulator():
     if not tutorial.ON_SIMULATOR:
         pytest.skip("simulator behaviour")
     with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
-        fp8.encode_e4m3_hw(1.0)
+        fp8_hardware.encode_e4m3_hw(1.0)
 
 
 # -- encoding a quotient x / scale, rounded once --------------------------------------------
@@ -351,8 +352,8 @@ def quotient_cases(fmt, n_scales=40, seed=21):
 def quotient_kernel(x, scale, e4m3, e5m2):
     start = cuda.grid(1)
     for i in range(start, x.size, cuda.gridsize(1)):
-        e4m3[i] = fp8.encode_e4m3_quotient(x[i], scale[i])
-        e5m2[i] = fp8.encode_e5m2_quotient(x[i], scale[i])
+        e4m3[i] = encoders.encode_e4m3_quotient(x[i], scale[i])
+        e5m2[i] = encoders.encode_e5m2_quotient(x[i], scale[i])
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
@@ -388,11 +389,11 @@ def near_midpoints(fmt, n_scales=64, seed=22):
 def quotient_hw_kernel(x, scale, e4m3, e5m2):
     start = cuda.grid(1)
     for i in range(start, x.size, cuda.gridsize(1)):
-        e4m3[i] = fp8.encode_e4m3_quotient_hw(x[i], scale[i])
-        e5m2[i] = fp8.encode_e5m2_quotient_hw(x[i], scale[i])
+        e4m3[i] = fp8_hardware.encode_e4m3_quotient_hw(x[i], scale[i])
+        e5m2[i] = fp8_hardware.encode_e5m2_quotient_hw(x[i], scale[i])
 
 
-@pytest.mark.skipif(not fp8.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
+@pytest.mark.skipif(not fp8_hardware.hardware_fp8_available(), reason="needs a GPU of compute capability >= 8.9")
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
 def test_hardware_quotient_encoder_gives_identical_codes(fmt):
     x, scale, _ = quotient_cases(fmt)

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from tutorial import accuracy, fp8, grading, mma
+from tutorial import accuracy, fp8
+from tutorial.course import grading
+from tutorial.gemm import mma
 from tutorial.qtensor import QTensor
 from tutorial.reference import blockwise_reference, scaled_matmul_reference
 
-gemm = grading.load("tutorial.gemm")
+from tutorial import gemm  # noqa: E402  (chapter 05's exercise files are gemm.cuda_core and gemm.mma)
 pytestmark = pytest.mark.chapter("05")
 mma_e4m3 = mma.mma_fp8("e4m3", "e4m3")
 
@@ -151,6 +153,47 @@ def test_fragment_maps_cover_each_matrix_once():
     assert (a == 1).all() and (b == 1).all() and (c == 1).all()
 
 
+@cuda.jit
+def fragment_loads(tile, row0, word0, a_regs, b_regs):
+    """One warp loads its fragments of the piece of `tile` at (row0, word0), as A and as B."""
+    lane = cuda.threadIdx.x
+    a_regs[lane, 0], a_regs[lane, 1], a_regs[lane, 2], a_regs[lane, 3] = mma.load_fragment_a(tile, row0, word0, lane)
+    b_regs[lane, 0], b_regs[lane, 1] = mma.load_fragment_b(tile, row0, word0, lane)
+
+
+def loaded_fragments(row0, word0):
+    """A 48 x 24 tile of words, each naming its own place (row * 1000 + word), and the words
+    every lane loaded for the 16 x 32 (A) and 32 x 8 (B, transposed) pieces at (row0, word0)."""
+    tile = (np.arange(48)[:, None] * 1000 + np.arange(24)[None, :]).astype(np.uint32)
+    a_regs, b_regs = np.zeros((32, 4), np.uint32), np.zeros((32, 2), np.uint32)
+    fragment_loads[1, 32](tile, row0, word0, a_regs, b_regs)
+    return tile, a_regs, b_regs
+
+
+PIECES = pytest.mark.parametrize("row0, word0", [(0, 0), (16, 8)],
+                                 ids=["the tile's first piece", "a piece 16 rows and 8 words in"])
+
+
+@pytest.mark.graded("load_fragment_a")
+@PIECES
+def test_load_fragment_a_gives_each_lane_the_words_the_map_names(row0, word0):
+    """Each lane's a0..a3 are the words of rows g, g + 8 and k 4t, 16 + 4t of the piece (g = lane // 4)."""
+    tile, a_regs, _ = loaded_fragments(row0, word0)
+    want = np.array([[tile[row0 + r, word0 + k // 4] for r, k in mma.fragment_a(lane)] for lane in range(32)],
+                    np.uint32)
+    grading.assert_array_matches(a_regs, want, what="A fragment words (row * 1000 + word) by [lane, register]")
+
+
+@pytest.mark.graded("load_fragment_b")
+@PIECES
+def test_load_fragment_b_gives_each_lane_the_words_the_map_names(row0, word0):
+    """Each lane's b0, b1 are the words of column g and k 4t, 16 + 4t of the piece, B staged transposed."""
+    tile, _, b_regs = loaded_fragments(row0, word0)
+    want = np.array([[tile[row0 + n, word0 + k // 4] for k, n in mma.fragment_b(lane)] for lane in range(32)],
+                    np.uint32)
+    grading.assert_array_matches(b_regs, want, what="B fragment words (column * 1000 + word) by [lane, register]")
+
+
 TENSOR_CORE_CASES = {  # (m, k, n), block of a, block of b: odd shapes, every granularity
     "1x128 a, 128x128 b": ((33, 300, 21), (1, 128), (128, 128)),
     "1x64 a, 64x32 b": ((19, 200, 40), (1, 64), (64, 32)),
@@ -193,9 +236,10 @@ def launch_mma_kernel(qa, qb, rescale, unsafe=None):
     grid = (-(-qb.shape[1] // tiling.bn), -(-qa.shape[0] // tiling.bm))
     c = cuda.to_device(np.full((qa.shape[0], qb.shape[1]), np.nan, np.float32))
     plan, flags = gemm.rescale_plan(qa, qb, kb)
-    kernel = gemm.mma_kernel(tiling, qa.fmt, qb.fmt, kb, rescale=rescale)
-    kernel[grid, tiling.threads](gemm._words(qa.codes), cuda.to_device(qa.scales), cuda.to_device(np.array(qa.block)),
-                                 gemm._words(qb.codes), cuda.to_device(qb.scales), cuda.to_device(np.array(qb.block)),
+    kernel = gemm.mma_kernel(gemm.MmaVariant(tiling, qa.fmt, qb.fmt, "rescale" if rescale else "promote", kb))
+    kernel[grid, tiling.threads](gemm.operands.code_words(qa.codes), cuda.to_device(qa.scales),
+                                 cuda.to_device(np.array(qa.block)), gemm.operands.code_words(qb.codes),
+                                 cuda.to_device(qb.scales), cuda.to_device(np.array(qb.block)),
                                  qa.shape[1], c, plan, flags if unsafe is None else cuda.to_device(unsafe))
     return c.copy_to_host()
 

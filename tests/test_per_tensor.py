@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from tutorial import grading
+from tutorial.course import grading
 from tutorial.qtensor import scale_from_amax
 from tutorial.reference import per_tensor_reference
 
-per_tensor = grading.load("tutorial.per_tensor")
+from tutorial.quant import per_tensor  # noqa: E402  (the library, or chapter 02's exercise file)
 pytestmark = pytest.mark.chapter("02")
 kernel_exercise = pytest.mark.graded("per_tensor_kernel_vec4")
 

@@ -1,6 +1,6 @@
 """Warp-level operations behave as on a GPU.
 
-The same file runs on the simulator (where tutorial.simulator provides the operations) and
+The same file runs on the simulator (where tutorial.runtime.simulator provides the operations) and
 on a GPU (TUTORIAL_DEVICE=gpu), and must pass unchanged on both. Only the tests marked
 `simulator_only` check things a GPU cannot report (it would hang or be undefined instead).
 Results a GPU leaves undefined (reading a lane that does not take part) are never checked.

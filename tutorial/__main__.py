@@ -1,5 +1,5 @@
 """`python -m tutorial ...` is the same as the `fp8-tutorial` command."""
 
-from .cli import main
+from .course.cli import main
 
 raise SystemExit(main())

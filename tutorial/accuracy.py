@@ -104,7 +104,7 @@ def int8_absmax(x, axis=None) -> np.ndarray:
 
     `scale = max(amax, EPS) / 127`, where amax is the largest finite |x| of the group;
     `q = round(x / scale)` (half to even), clipped to [-127, 127]; result `q * scale`.
-    Groups as in [`tutorial.quantize_per_channel`][tutorial.per_channel.quantize_per_channel]:
+    Groups as in [`tutorial.quantize_per_channel`][tutorial.quant.per_channel.quantize_per_channel]:
     `axis=None` one scale for the tensor; `axis=0` one per row (2-D x); `axis=1` one per
     column. NaN stays NaN and +-inf saturates to `+-127 * scale`, like the FP8 quantizers.
     """

@@ -25,16 +25,17 @@ simulator.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import ml_dtypes
 import numba
 import numpy as np
 
-from .bitcast import bits_float32, float32_bits
-from .device import ON_SIMULATOR
+from .runtime.bitcast import bits_float32, float32_bits
+from .runtime import device  # noqa: F401  (picks GPU or simulator before numba.cuda)
 
-from numba import cuda  # noqa: E402  (after .device, which picks GPU or simulator)
+from numba import cuda  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class Format:
     @property
     def min_subnormal(self) -> float:
         return 2.0 ** (1 - self.exponent_bias - self.mantissa_bits)
+
+    @property
+    def max_bits(self) -> int:
+        """The float32 bit pattern of `max`: what [`round_bits_to_fp8`][] saturates above."""
+        return int(np.float32(self.max).view(np.int32))
 
     def __repr__(self) -> str:
         return f"fp8.{self.name.upper()}"
@@ -163,188 +169,64 @@ def fp8_to_float32_bits(code, mbits, bias, has_inf):
     # END SOLUTION
 
 
-def _float32_bits_of(value: float) -> int:
-    return int(np.float32(value).view(np.int32))
-
-
-_E4M3_MAX_BITS = _float32_bits_of(E4M3.max)
-_E5M2_MAX_BITS = _float32_bits_of(E5M2.max)
-_INF32 = np.float32(np.inf)
+_E4M3_MAX_BITS = E4M3.max_bits
+_E5M2_MAX_BITS = E5M2.max_bits
 
 # -- device functions (GPU or simulator) --------------------------------------------------
 
-_round_device = cuda.jit(device=True)(round_bits_to_fp8)
-_decode_device = cuda.jit(device=True)(fp8_to_float32_bits)
+# The rounding and decoding as device functions, for these encoders and decoders and for the
+# quantizers' quotient encoders (tutorial.quant.encoders).
+round_bits_device = cuda.jit(device=True)(round_bits_to_fp8)
+decode_bits_device = cuda.jit(device=True)(fp8_to_float32_bits)
 
 
 @cuda.jit(device=True)
 def encode_e4m3(x):
     """float32 -> E4M3 code (uint8): round to nearest even, saturate to +-448, NaN -> 0x7f."""
-    return numba.uint8(_round_device(float32_bits(x), 23, 8, 3, 7, _E4M3_MAX_BITS, 0x7E, 0x7F, 0))
+    return numba.uint8(round_bits_device(float32_bits(x), 23, 8, 3, 7, _E4M3_MAX_BITS, 0x7E, 0x7F, 0))
 
 
 @cuda.jit(device=True)
 def encode_e5m2(x):
     """float32 -> E5M2 code (uint8): round to nearest even, saturate to +-57344, NaN -> 0x7f."""
-    return numba.uint8(_round_device(float32_bits(x), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F, 0))
+    return numba.uint8(round_bits_device(float32_bits(x), 23, 8, 2, 15, _E5M2_MAX_BITS, 0x7B, 0x7F, 0))
 
 
 @cuda.jit(device=True)
 def decode_e4m3(code):
     """E4M3 code (uint8) -> float32, exactly."""
-    return bits_float32(_decode_device(code, 3, 7, False))
+    return bits_float32(decode_bits_device(code, 3, 7, False))
 
 
 @cuda.jit(device=True)
 def decode_e5m2(code):
     """E5M2 code (uint8) -> float32, exactly."""
-    return bits_float32(_decode_device(code, 2, 15, True))
+    return bits_float32(decode_bits_device(code, 2, 15, True))
 
 
-# -- encoding a quotient x / scale, rounded once ------------------------------------------
-#
-# Quantizing stores the FP8 code of x / scale. Computing q = x / scale in float32 rounds
-# once, and encoding q rounds again: when q lands exactly on a midpoint between two FP8
-# values, ties-to-even may pick the wrong neighbour for the exact quotient (double rounding).
-# The remainder x - q * scale, exact with a fused multiply-add, says on which side of q the
-# exact quotient lies, and round_bits_to_fp8 uses that to break the false tie. The result is
-# the correctly rounded code of the exact quotient: what a float64 reference computes.
+@functools.cache
+def encode_kernel(encode):
+    """A kernel `codes[i] = encode(x[i])` over 1-D `x` (a grid-stride loop: any launch shape
+    covers any size): a device encoder run on an array, for checks, the demo and sweeps."""
 
-if ON_SIMULATOR:
+    @cuda.jit
+    def kernel(x, codes):
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            codes[i] = encode(x[i])
 
-    def quotient_remainder(x, q, scale):
-        """`x - q * scale`, exactly (float64 holds it: q * scale has 48 bits, and nearly cancels
-        x)."""
-        return float(x) - float(q) * float(scale)
-
-else:
-
-    @cuda.jit(device=True)
-    def quotient_remainder(x, q, scale):
-        """`x - q * scale`, exactly: one fused multiply-add rounds only the (exact) result."""
-        return cuda.fma(-q, scale, x)
+    return kernel
 
 
-@cuda.jit(device=True)
-def quotient_sticky(x, q, scale):
-    """+1 if |x / scale| lies above |q| (q = x / scale rounded to float32), -1 below, 0 exact."""
-    r = quotient_remainder(x, q, scale)
-    if r == 0 or q == 0:
-        return 0
-    return 1 if (r > 0) == (q > 0) else -1
+@functools.cache
+def decode_kernel(decode):
+    """A kernel `values[i] = decode(codes[i])` over 1-D `codes` (a grid-stride loop)."""
 
+    @cuda.jit
+    def kernel(codes, values):
+        for i in range(cuda.grid(1), codes.size, cuda.gridsize(1)):
+            values[i] = decode(codes[i])
 
-def _quotient_encoder(mbits, bias, max_bits, max_code):
-    @cuda.jit(device=True)
-    def encode(x, scale):
-        q = numba.float32(x) / numba.float32(scale)
-        sticky = quotient_sticky(numba.float32(x), q, numba.float32(scale))
-        return numba.uint8(_round_device(float32_bits(q), 23, 8, mbits, bias, max_bits, max_code, 0x7F, sticky))
-
-    return encode
-
-
-encode_e4m3_quotient = _quotient_encoder(3, 7, _E4M3_MAX_BITS, 0x7E)
-encode_e4m3_quotient.__doc__ = "E4M3 code of x / scale (scale > 0), correctly rounded from the exact quotient."
-encode_e5m2_quotient = _quotient_encoder(2, 15, _E5M2_MAX_BITS, 0x7B)
-encode_e5m2_quotient.__doc__ = "E5M2 code of x / scale (scale > 0), correctly rounded from the exact quotient."
-
-
-# -- hardware conversion (compute capability >= 8.9) --------------------------------------
-
-
-def hardware_fp8_available() -> bool:
-    """True on a GPU whose compute capability (>= 8.9) has FP8 conversion instructions."""
-    if ON_SIMULATOR:
-        return False
-    try:
-        return cuda.get_current_device().compute_capability >= (8, 9)
-    except Exception:  # no usable context: no hardware conversion either
-        return False
-
-
-if not ON_SIMULATOR:
-    from .ptx import cvt_e4m3x2, cvt_e5m2x2, rcp_approx_ftz
-
-    @cuda.jit(device=True)
-    def encode_e4m3_hw(x):
-        """float32 -> E4M3 code with the hardware's `cvt.rn.satfinite` (needs CC >= 8.9)."""
-        return numba.uint8(cvt_e4m3x2(numba.float32(0.0), numba.float32(x)))
-
-    @cuda.jit(device=True)
-    def encode_e5m2_hw(x):
-        """float32 -> E5M2 code with the hardware's `cvt.rn.satfinite` (needs CC >= 8.9)."""
-        return numba.uint8(cvt_e5m2x2(numba.float32(0.0), numba.float32(x)))
-
-    # The quotient encoders on the hardware conversion, without a branch and without a
-    # division. cvt rounds a float32 to nearest, so handing it q = x / scale (rounded once
-    # already) would round twice. Instead it gets the quotient rounded *to odd*: the exact
-    # quotient truncated to float32, with its last bit set if anything was cut off. A value
-    # rounded to odd with at least two more bits than the target rounds to nearest exactly as
-    # the exact value would (the odd last bit stands for "a little more", so no false tie can
-    # appear), and float32's 24 bits are far more than FP8's 4.
-    #
-    # No IEEE division either (a dozen instructions with a slow path): q = x * (1 / scale)
-    # from the hardware's approximate reciprocal is within about 2 ulps, one Newton step
-    # q + (x - q * scale) / scale, with the remainder from an FMA, brings it within half an
-    # ulp (plus ~2^-45 relative), and a second remainder's sign, exact from an FMA, says on
-    # which side of q the exact quotient lies. The reciprocal depends only on the scale, so a
-    # kernel that encodes many values with one scale computes it once (the compiler hoists it).
-
-    @cuda.jit(device=True)
-    def quotient_rounded_to_odd(x, scale, inv):
-        """`x / scale` rounded to odd in float32, for scale > 0 a normal float32 and `inv` within a
-        few ulps of `1 / scale`. inf and NaN quotients come out as they are."""
-        x = numba.float32(x)
-        q = x * inv
-        # The Newton step q - (q * scale - x) / scale, written so that q = -0 stays -0 (the
-        # other sign of the residual would turn -0 + 0 into +0, and -0.0 must encode to 0x80).
-        refined = cuda.fma(-cuda.fma(q, scale, -x), inv, q)
-        if refined == refined:  # not NaN: x = +-inf gives inf - inf in the step; q is right then
-            q = refined
-        r = cuda.fma(-q, scale, x)  # its sign is exact: the side of q the quotient lies on
-        bits = float32_bits(q)
-        # |r| > 0 is false for an exact q and for NaN r (x = +-inf: q = inf is right). Then, if
-        # |exact| > |q|, q is the truncation, else the float32 just below |q| (bits - 1 in
-        # sign-magnitude); and the odd bit. q = +-0 needs no exception: r has q's sign then.
-        if abs(r) > numba.float32(0.0):
-            bits = (bits + ((float32_bits(r) ^ bits) >> 31)) | 1
-        return bits_float32(bits)
-
-    def _hardware_quotient_encoders(cvt2):
-        @cuda.jit(device=True)
-        def encode(x, scale):
-            scale = numba.float32(scale)
-            q = quotient_rounded_to_odd(x, scale, rcp_approx_ftz(scale))
-            return numba.uint8(cvt2(numba.float32(0.0), q))
-
-        @cuda.jit(device=True)
-        def encode4(a, b, c, d, scale):
-            """The codes of a, b, c, d (low byte first) in one uint32: two per `cvt`."""
-            scale = numba.float32(scale)
-            inv = rcp_approx_ftz(scale)
-            low = cvt2(quotient_rounded_to_odd(b, scale, inv), quotient_rounded_to_odd(a, scale, inv))
-            high = cvt2(quotient_rounded_to_odd(d, scale, inv), quotient_rounded_to_odd(c, scale, inv))
-            return low | (high << numba.uint32(16))
-
-        return encode, encode4
-
-    encode_e4m3_quotient_hw, encode4_e4m3_quotient_hw = _hardware_quotient_encoders(cvt_e4m3x2)
-    encode_e4m3_quotient_hw.__doc__ = "encode_e4m3_quotient, identical codes, through the hardware cvt."
-    encode_e5m2_quotient_hw, encode4_e5m2_quotient_hw = _hardware_quotient_encoders(cvt_e5m2x2)
-    encode_e5m2_quotient_hw.__doc__ = "encode_e5m2_quotient, identical codes, through the hardware cvt."
-    # The 4-codes-per-word form of each encoder that has one (see per_tensor.word_encoder).
-    WORD_ENCODERS = {encode_e4m3_quotient_hw: encode4_e4m3_quotient_hw,
-                     encode_e5m2_quotient_hw: encode4_e5m2_quotient_hw}
-
-else:
-
-    def _no_hardware(x):
-        raise RuntimeError("the hardware FP8 conversion needs a GPU of compute capability >= 8.9; "
-                           "the simulator has none: use encode_e4m3 / encode_e5m2")
-
-    encode_e4m3_hw = encode_e5m2_hw = encode_e4m3_quotient_hw = encode_e5m2_quotient_hw = _no_hardware
-    WORD_ENCODERS = {}
+    return kernel
 
 
 # -- host functions (CPU, numpy arrays) ---------------------------------------------------

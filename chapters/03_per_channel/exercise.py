@@ -1,7 +1,9 @@
-# Chapter 03 exercise: Per-channel quantization.
-# Generated from tutorial.per_channel by `fp8-tutorial exercises`. Fill in every TODO, then run
-# `fp8-tutorial grade 03` to run the graded tests against this file.
-# stub fingerprint: 76ced54ff486a6d1 (tells `fp8-tutorial exercises` an untouched stub from your work)
+# Chapter 03 exercise: Per-channel quantization (tutorial.quant.per_channel).
+# Generated from tutorial.quant.per_channel by `fp8-tutorial exercises`. Fill in every TODO, then run
+# `fp8-tutorial grade 03`: the graded tests use this file as tutorial.quant.per_channel.
+# TODOs:
+#   line   87: per_row_kernel_vec4
+# stub fingerprint: b2a5090f43c73024 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 03: per-channel FP8 quantization, one scale per row or per column of a matrix.
 
@@ -22,20 +24,22 @@ bit for bit, codes and scales.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import cuda, float32
 
-from tutorial import fp8, reduction
-from tutorial.bitcast import bits_float32, float32_bits
-from tutorial.device import ON_SIMULATOR
-from tutorial.loads import BF16, load4
-from tutorial.per_tensor import pack4, word_encoder
+from tutorial import fp8
 from tutorial.qtensor import QTensor
 from tutorial.reduction import THREADS, block_max
-from tutorial.scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
-                      scale_from_amax, sm_count, vec4_ready, widen_bf16)
+from tutorial.runtime.bitcast import bits_float32, float32_bits
+from tutorial.runtime.device import ON_SIMULATOR
+from tutorial.runtime.launch import as_device, grid_blocks, sm_count
+from tutorial.runtime.loads import BF16, load4, widen_bf16
+from tutorial.quant.common import finite_abs, finite_amax4, loader, scale_rule, vec4_ready
+from tutorial.quant.encoders import quotient_encoder
+from tutorial.quant.per_tensor import pack4, word_encoder
 
 COLUMN_TILE = (8, 32)  # (rows, 4-column groups) per block of the column kernels: 8 warps, 128 columns
 ROWS_PER_BLOCK = 64 if ON_SIMULATOR else 256  # rows a column-amax block reduces before its atomics
@@ -48,6 +52,7 @@ ROW_BLOCKS_PER_SM = 4  # on the H100, 4 blocks of 256 threads per SM beat 2 (2.1
 MAX_GROUPS_PER_THREAD = 16  # 64 floats of a row per thread, in registers; longer rows take the general kernel
 
 
+@functools.cache
 def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
     """One block per row at a time, the row held in registers: its finite amax, its scale,
     then its codes, with x read from memory once.
@@ -71,46 +76,43 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
     encode4 = word_encoder(quotient_encoder(fmt))
     fmax = float32(fmt.max)
 
-    def build():
-        @cuda.jit
-        def kernel(x, cols, words, scales):
-            rows = scales.shape[0]
-            groups = cols // 4  # 16-byte groups (and code words) per row
-            t = cuda.threadIdx.x
-            vals = cuda.local.array((per_thread, 4), float32)
-            for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
-                start = row * cols
-                # TODO (per_row_kernel_vec4): load this thread's groups into vals (zeros past the row's end), its finite amax, block_max across the block, the scale (thread 0 stores it), then the encode4 word of each group into words (roughly 16 lines)
-                raise NotImplementedError("per_row_kernel_vec4: not yet attempted")
+    @cuda.jit
+    def kernel(x, cols, words, scales):
+        rows = scales.shape[0]
+        groups = cols // 4  # 16-byte groups (and code words) per row
+        t = cuda.threadIdx.x
+        vals = cuda.local.array((per_thread, 4), float32)
+        for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
+            start = row * cols
+            # TODO (per_row_kernel_vec4): load this thread's groups into vals (zeros past the row's
+            #   end), its finite amax, block_max across the block, the scale (thread 0 stores it),
+            #   then the encode4 word of each group into words (roughly 15 lines)
+            raise NotImplementedError("per_row_kernel_vec4: not yet attempted")
 
-        return kernel
-
-    return cached_kernel(("rows4", fmt.name, per_thread, load.__name__), build)
+    return kernel
 
 
+@functools.cache
 def per_row_kernel(fmt):
     """The general version (any float dtype, any row length): one block per row at a time,
     `block_max` across the block, one code per thread per trip."""
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
 
-    def build():
-        @cuda.jit
-        def kernel(x, codes, scales):
-            rows, cols = x.shape
-            for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
-                m = float32(0.0)
-                for j in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
-                    m = max(m, finite_abs(x[row, j]))
-                scale = scale_from_amax(block_max(m), fmax)
-                if cuda.threadIdx.x == 0:
-                    scales[row, 0] = scale
-                for j in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
-                    codes[row, j] = encode(x[row, j], scale)
+    @cuda.jit
+    def kernel(x, codes, scales):
+        rows, cols = x.shape
+        for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
+            m = float32(0.0)
+            for j in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
+                m = max(m, finite_abs(x[row, j]))
+            scale = scale_rule(block_max(m), fmax)
+            if cuda.threadIdx.x == 0:
+                scales[row, 0] = scale
+            for j in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
+                codes[row, j] = encode(x[row, j], scale)
 
-        return kernel
-
-    return cached_kernel(("rows", fmt.name), build)
+    return kernel
 
 
 # -- columns ------------------------------------------------------------------------------------
@@ -121,6 +123,7 @@ def zero_fill(a):
         a[i] = 0
 
 
+@functools.cache
 def column_amax_bits_vec4(load=load4):
     """A kernel: `amax_bits[j] = max(amax_bits[j], bits of the finite amax of column j)`, an
     atomic max (so start from zeros), reading x 4 elements at a time with `load`.
@@ -131,41 +134,39 @@ def column_amax_bits_vec4(load=load4):
     block does one atomic per column, not eight.
     """
 
-    def build():
-        @cuda.jit
-        def kernel(x, cols, rows_per_block, amax_bits):
-            rows = x.size // cols
-            tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-            q = cuda.blockIdx.x * 32 + tx
-            inside = 4 * q < cols
-            m0 = m1 = m2 = m3 = float32(0.0)
-            start = cuda.blockIdx.y * rows_per_block
-            if inside:
-                for i in range(start + ty, min(start + rows_per_block, rows), 8):
-                    a, b, c, d = load(x, i * cols + 4 * q)
-                    m0 = max(m0, finite_abs(a))
-                    m1 = max(m1, finite_abs(b))
-                    m2 = max(m2, finite_abs(c))
-                    m3 = max(m3, finite_abs(d))
-            partial = cuda.shared.array((8, 128), float32)
-            partial[ty, 4 * tx] = m0
-            partial[ty, 4 * tx + 1] = m1
-            partial[ty, 4 * tx + 2] = m2
-            partial[ty, 4 * tx + 3] = m3
-            cuda.syncthreads()
-            k = ty * 32 + tx  # 256 threads, 128 columns: the first 128 threads finish one column each
-            j = cuda.blockIdx.x * 128 + k
-            if k < 128 and j < cols:
-                m = partial[0, k]
-                for r in range(1, 8):
-                    m = max(m, partial[r, k])
-                cuda.atomic.max(amax_bits, j, float32_bits(m))
+    @cuda.jit
+    def kernel(x, cols, rows_per_block, amax_bits):
+        rows = x.size // cols
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        q = cuda.blockIdx.x * 32 + tx
+        inside = 4 * q < cols
+        m0 = m1 = m2 = m3 = float32(0.0)
+        start = cuda.blockIdx.y * rows_per_block
+        if inside:
+            for i in range(start + ty, min(start + rows_per_block, rows), 8):
+                a, b, c, d = load(x, i * cols + 4 * q)
+                m0 = max(m0, finite_abs(a))
+                m1 = max(m1, finite_abs(b))
+                m2 = max(m2, finite_abs(c))
+                m3 = max(m3, finite_abs(d))
+        partial = cuda.shared.array((8, 128), float32)
+        partial[ty, 4 * tx] = m0
+        partial[ty, 4 * tx + 1] = m1
+        partial[ty, 4 * tx + 2] = m2
+        partial[ty, 4 * tx + 3] = m3
+        cuda.syncthreads()
+        k = ty * 32 + tx  # 256 threads, 128 columns: the first 128 threads finish one column each
+        j = cuda.blockIdx.x * 128 + k
+        if k < 128 and j < cols:
+            m = partial[0, k]
+            for r in range(1, 8):
+                m = max(m, partial[r, k])
+            cuda.atomic.max(amax_bits, j, float32_bits(m))
 
-        return kernel
-
-    return cached_kernel(("column_amax4", load.__name__), build)
+    return kernel
 
 
+@functools.cache
 def per_column_kernel_vec4(fmt, load=load4):
     """`codes[i, j] = encode(x[i, j] / scale[j])`, 4 columns per thread; the scales are
     computed from `amax_bits` once per thread and kept in registers. Block (32, 8) as in
@@ -173,31 +174,28 @@ def per_column_kernel_vec4(fmt, load=load4):
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
 
-    def build():
-        @cuda.jit
-        def kernel(x, cols, amax_bits, words, scales):
-            rows = x.size // cols
-            q = cuda.blockIdx.x * 32 + cuda.threadIdx.x
-            if 4 * q >= cols:
-                return
-            s0 = scale_from_amax(bits_float32(amax_bits[4 * q]), fmax)
-            s1 = scale_from_amax(bits_float32(amax_bits[4 * q + 1]), fmax)
-            s2 = scale_from_amax(bits_float32(amax_bits[4 * q + 2]), fmax)
-            s3 = scale_from_amax(bits_float32(amax_bits[4 * q + 3]), fmax)
-            first = cuda.blockIdx.y * 8 + cuda.threadIdx.y
-            if first == 0:
-                scales[0, 4 * q] = s0
-                scales[0, 4 * q + 1] = s1
-                scales[0, 4 * q + 2] = s2
-                scales[0, 4 * q + 3] = s3
-            groups = cols // 4
-            for i in range(first, rows, cuda.gridDim.y * 8):
-                a, b, c, d = load(x, i * cols + 4 * q)
-                words[i * groups + q] = pack4(encode(a, s0), encode(b, s1), encode(c, s2), encode(d, s3))
+    @cuda.jit
+    def kernel(x, cols, amax_bits, words, scales):
+        rows = x.size // cols
+        q = cuda.blockIdx.x * 32 + cuda.threadIdx.x
+        if 4 * q >= cols:
+            return
+        s0 = scale_rule(bits_float32(amax_bits[4 * q]), fmax)
+        s1 = scale_rule(bits_float32(amax_bits[4 * q + 1]), fmax)
+        s2 = scale_rule(bits_float32(amax_bits[4 * q + 2]), fmax)
+        s3 = scale_rule(bits_float32(amax_bits[4 * q + 3]), fmax)
+        first = cuda.blockIdx.y * 8 + cuda.threadIdx.y
+        if first == 0:
+            scales[0, 4 * q] = s0
+            scales[0, 4 * q + 1] = s1
+            scales[0, 4 * q + 2] = s2
+            scales[0, 4 * q + 3] = s3
+        groups = cols // 4
+        for i in range(first, rows, cuda.gridDim.y * 8):
+            a, b, c, d = load(x, i * cols + 4 * q)
+            words[i * groups + q] = pack4(encode(a, s0), encode(b, s1), encode(c, s2), encode(d, s3))
 
-        return kernel
-
-    return cached_kernel(("columns4", fmt.name, load.__name__), build)
+    return kernel
 
 
 @cuda.jit
@@ -215,26 +213,24 @@ def column_amax_bits(x, rows_per_block, amax_bits):
     cuda.atomic.max(amax_bits, j, float32_bits(m))
 
 
+@functools.cache
 def per_column_kernel(fmt):
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
 
-    def build():
-        @cuda.jit
-        def kernel(x, amax_bits, codes, scales):
-            rows, cols = x.shape
-            j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-            if j >= cols:
-                return
-            scale = scale_from_amax(bits_float32(amax_bits[j]), fmax)
-            if cuda.blockIdx.y == 0:
-                scales[0, j] = scale
-            for i in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
-                codes[i, j] = encode(x[i, j], scale)
+    @cuda.jit
+    def kernel(x, amax_bits, codes, scales):
+        rows, cols = x.shape
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if j >= cols:
+            return
+        scale = scale_rule(bits_float32(amax_bits[j]), fmax)
+        if cuda.blockIdx.y == 0:
+            scales[0, j] = scale
+        for i in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
+            codes[i, j] = encode(x[i, j], scale)
 
-        return kernel
-
-    return cached_kernel(("columns", fmt.name), build)
+    return kernel
 
 
 # -- host functions -----------------------------------------------------------------------------
@@ -252,22 +248,22 @@ def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
     per_thread = math.ceil(cols / 4 / ROW_THREADS)
     if axis == 0 and fast and per_thread <= MAX_GROUPS_PER_THREAD:
         words = codes.reshape(rows * cols).view(np.uint32)
-        blocks = min(reduction._grid_blocks(rows, 1), ROW_BLOCKS_PER_SM * sm_count())
+        blocks = min(grid_blocks(rows, 1), ROW_BLOCKS_PER_SM * sm_count())
         per_row_kernel_vec4(fmt, per_thread, load)[blocks, ROW_THREADS](flat, cols, words, scales)
     elif axis == 0:
-        per_row_kernel(fmt)[reduction._grid_blocks(rows, 1), ROW_THREADS](d, codes, scales)
+        per_row_kernel(fmt)[grid_blocks(rows, 1), ROW_THREADS](d, codes, scales)
     elif fast:
-        zero_fill[reduction._grid_blocks(cols, THREADS), THREADS](amax_bits)
+        zero_fill[grid_blocks(cols, THREADS), THREADS](amax_bits)
         words = codes.reshape(rows * cols).view(np.uint32)
         tile_rows, tile_groups = COLUMN_TILE
         stripes = math.ceil(cols / (4 * tile_groups))
         column_amax_bits_vec4(load)[(stripes, math.ceil(rows / ROWS_PER_BLOCK)), (tile_groups, tile_rows)](
             flat, cols, ROWS_PER_BLOCK, amax_bits)
-        slabs = max(1, reduction._grid_blocks(rows, tile_rows) // stripes)
+        slabs = max(1, grid_blocks(rows, tile_rows) // stripes)
         kernel = per_column_kernel_vec4(fmt, load)
         kernel[(stripes, slabs), (tile_groups, tile_rows)](flat, cols, amax_bits, words, scales)
     else:
-        zero_fill[reduction._grid_blocks(cols, THREADS), THREADS](amax_bits)
+        zero_fill[grid_blocks(cols, THREADS), THREADS](amax_bits)
         grid = (math.ceil(cols / THREADS), math.ceil(rows / ROWS_PER_BLOCK))
         column_amax_bits[grid, THREADS](d, ROWS_PER_BLOCK, amax_bits)
         per_column_kernel(fmt)[grid, THREADS](d, amax_bits, codes, scales)
@@ -280,7 +276,7 @@ def quantize_per_channel(x, axis, fmt="e4m3") -> QTensor:
     fmt = fp8.as_format(fmt)
     if axis not in (0, 1):
         raise ValueError(f"quantize_per_channel: axis must be 0 (rows) or 1 (columns), got {axis!r}")
-    d, from_host = as_device_float(x, "quantize_per_channel", ndim=2)
+    d, from_host = as_device(x, "quantize_per_channel", ndim=2)
     rows, cols = d.shape
     codes = cuda.device_array((rows, cols), np.uint8)
     scales = cuda.device_array((rows, 1) if axis == 0 else (1, cols), np.float32)
@@ -290,4 +286,5 @@ def quantize_per_channel(x, axis, fmt="e4m3") -> QTensor:
     return q.to_host() if from_host else q
 
 
-__all__ = ["quantize_per_channel", "per_channel_into"]
+__all__ = ["quantize_per_channel", "per_channel_into", "per_row_kernel_vec4", "per_row_kernel", "column_amax_bits",
+           "column_amax_bits_vec4", "per_column_kernel", "per_column_kernel_vec4", "ROWS_PER_BLOCK"]

@@ -1,7 +1,10 @@
-# Chapter 04 exercise: Fine-grained (block) quantization.
-# Generated from tutorial.blockwise by `fp8-tutorial exercises`. Fill in every TODO, then run
-# `fp8-tutorial grade 04` to run the graded tests against this file.
-# stub fingerprint: b39c1f8075bffad1 (tells `fp8-tutorial exercises` an untouched stub from your work)
+# Chapter 04 exercise: Fine-grained (block) quantization (tutorial.quant.blockwise).
+# Generated from tutorial.quant.blockwise by `fp8-tutorial exercises`. Fill in every TODO, then run
+# `fp8-tutorial grade 04`: the graded tests use this file as tutorial.quant.blockwise.
+# TODOs:
+#   line  175: row_group_kernel
+#   line  225: tile_kernel
+# stub fingerprint: 3c4d5c08e891a509 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 04: fine-grained (block) FP8 quantization, DeepSeek-V3 / DeepGEMM style.
 
@@ -32,49 +35,34 @@ bit for bit, codes and scales.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import cuda, float32, uint32, uint64
 
-from tutorial import fp8, reduction
-from tutorial.bitcast import bits_float32, float32_bits
-from tutorial.device import ON_SIMULATOR
-from tutorial.loads import BF16, load4
-from tutorial.per_tensor import word_encoder
-from tutorial.qtensor import EPS, QTensor
+from tutorial import fp8
+from tutorial.qtensor import QTensor
 from tutorial.reduction import FULL_MASK, WARP, block_max, warp_max
-from tutorial.scaling import (as_device_float, cached_kernel, finite_abs, loader, quotient_encoder,
-                      scale_from_amax, sm_count, vec4_ready, widen_bf16)
+from tutorial.runtime.bitcast import float32_bits
+from tutorial.runtime.device import ON_SIMULATOR
+from tutorial.runtime.launch import as_device, grid_blocks, jit_options, sm_count
+from tutorial.runtime.loads import BF16, load4, widen_bf16
+from tutorial.quant.common import finite_abs, finite_amax4, loader, pow2_scale_rule, scale_rule, vec4_ready
+from tutorial.quant.encoders import quotient_encoder
+from tutorial.quant.per_tensor import word_encoder
 
 LAYOUTS = ("separate", "m_major", "interleaved")
 TILE_THREADS = 64 if ON_SIMULATOR else 1024  # a 128 x 128 tile is 16 floats per thread; 512 threads: 1.57 TB/s, 1024: 2.13
 LOADS_PER_TRIP = 4  # 16-byte loads a lane issues before its first shuffle: hides memory latency
 GROUP_THREADS = 64 if ON_SIMULATOR else 512  # H100, 1 x 128 float32: 256 threads 2.52 TB/s, 512: 2.54-2.56
 TILE_MAX_REGISTERS = 32  # two 1024-thread tile blocks fit an SM (44 registers: one): 2.13 -> 2.20 TB/s
-_EPS32 = float32(EPS)
 
 
 # -- scales --------------------------------------------------------------------------------------
 
-@cuda.jit(device=True)
-def pow2_scale_from_amax(amax, fmax):
-    """The smallest power of two s with `max(amax, EPS) / s <= fmax`: a UE8M0 scale (MX formats,
-    DeepSeek-V3.1), rounded up so that nothing saturates. Exact: products by powers of two are."""
-    a = max(float32(amax), _EPS32)
-    s = bits_float32(float32_bits(a / float32(fmax)) & 0x7F800000)  # 2^floor(log2(a / fmax))
-    if s * float32(fmax) < a:  # also catches a / fmax rounding down onto a power of two
-        s = s * float32(2.0)
-    return s
-
-
-def _register_cap(max_registers):
-    """`cuda.jit` options capping registers per thread (the simulator has no registers)."""
-    return {} if ON_SIMULATOR or max_registers is None else {"max_registers": max_registers}
-
-
 def _scale_rule(pow2: bool):
-    return pow2_scale_from_amax if pow2 else scale_from_amax
+    return pow2_scale_rule if pow2 else scale_rule
 
 
 def lanes_max(lanes: int):
@@ -96,13 +84,9 @@ def lanes_max(lanes: int):
     return group_max
 
 
-@cuda.jit(device=True)
-def finite_amax4(a, b, c, d):
-    return max(max(finite_abs(a), finite_abs(b)), max(finite_abs(c), finite_abs(d)))
-
-
 # -- (1, bn) groups ------------------------------------------------------------------------------
 
+@functools.cache
 def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encode=None,
                      loads_per_trip=LOADS_PER_TRIP, whole=False, max_registers=None):
     """A kernel for `(1, bn)` blocks over a matrix whose rows are whole groups (`N % bn == 0`).
@@ -140,67 +124,67 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
 
     group_shift = bn.bit_length() - 1 if bn & (bn - 1) == 0 else -1  # bn = 2^group_shift
 
-    def build():
-        # Indices here are never negative. Computed as uint64 (shifts for powers of two), they
-        # cost a few instructions; as int64, `//` adds a sign fix-up and every array access a
-        # negative-index wraparound test: about a quarter of the kernel's instructions.
-        @cuda.jit(device=True)
-        def group_of(e):
-            if group_shift >= 0:
-                return uint64(e) >> uint64(group_shift)
-            return uint64(e // bn)
+    # Indices here are never negative. Computed as uint64 (shifts for powers of two), they
+    # cost a few instructions; as int64, `//` adds a sign fix-up and every array access a
+    # negative-index wraparound test: about a quarter of the kernel's instructions.
+    @cuda.jit(device=True)
+    def group_of(e):
+        if group_shift >= 0:
+            return uint64(e) >> uint64(group_shift)
+        return uint64(e // bn)
 
-        @cuda.jit(device=True)
-        def word_index(e, group):
-            """The output word of values e .. e + 3 (all in `group`)."""
-            if layout == "interleaved":
-                return group * uint64(group_words) + ((uint64(e) - group * uint64(bn)) >> uint64(2))
-            return uint64(e) >> uint64(2)
+    @cuda.jit(device=True)
+    def word_index(e, group):
+        """The output word of values e .. e + 3 (all in `group`)."""
+        if layout == "interleaved":
+            return group * uint64(group_words) + ((uint64(e) - group * uint64(bn)) >> uint64(2))
+        return uint64(e) >> uint64(2)
 
-        @cuda.jit(device=True)
-        def store_scale(out, scales, group, groups_per_row, rows, scale):
-            if layout == "interleaved":
-                out[group * uint64(group_words) + uint64(bn // 4)] = uint32(float32_bits(scale))
-            elif layout == "m_major":
-                row = group // uint64(groups_per_row)
-                scales[(group - row * uint64(groups_per_row)) * uint64(rows) + row] = scale
-            else:
-                scales[group] = scale
+    @cuda.jit(device=True)
+    def store_scale(out, scales, group, groups_per_row, rows, scale):
+        if layout == "interleaved":
+            out[group * uint64(group_words) + uint64(bn // 4)] = uint32(float32_bits(scale))
+        elif layout == "m_major":
+            row = group // uint64(groups_per_row)
+            scales[(group - row * uint64(groups_per_row)) * uint64(rows) + row] = scale
+        else:
+            scales[group] = scale
 
-        @cuda.jit(**_register_cap(max_registers))
-        def kernel(x, out, scales, rows):
-            total = x.size
-            n_tiles = (total + tile - 1) // tile
-            groups_per_row = total // rows // bn
-            lane = cuda.threadIdx.x % WARP
-            warp = (cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x) // WARP
-            n_warps = cuda.gridDim.x * cuda.blockDim.x // WARP
-            vals = cuda.local.array((held, 4), float32)
-            t0 = warp * tiles_per_trip
-            while t0 < n_tiles:  # the same for every lane of a warp
-                for u in range(tiles_per_trip):  # every load of the trip first ...
-                    for p in range(per_lane):
-                        e = (t0 + u) * tile + 128 * p + 4 * lane
-                        k = u * per_lane + p
-                        if whole or e < total:
-                            vals[k, 0], vals[k, 1], vals[k, 2], vals[k, 3] = load(x, e)
-                        else:
-                            vals[k, 0] = vals[k, 1] = vals[k, 2] = vals[k, 3] = float32(0.0)
-                for u in range(tiles_per_trip):  # ... then one group (or several) at a time
-                    first = (t0 + u) * tile + 4 * lane  # this lane's first value in the tile
-                    group = group_of(first)
-                    # TODO (row_group_kernel): the group's finite amax (finite_amax4 over this lane's vals, then group_max over the group's lanes), its scale (scale_of), the group's first lane stores it with store_scale, then every lane stores the encode4 word of each of its 4 values at out[word_index(e, group)] (roughly 12 lines)
-                    raise NotImplementedError("row_group_kernel: not yet attempted")
-                t0 += n_warps * tiles_per_trip
+    @cuda.jit(**jit_options(max_registers))
+    def kernel(x, out, scales, rows):
+        total = x.size
+        n_tiles = (total + tile - 1) // tile
+        groups_per_row = total // rows // bn
+        lane = cuda.threadIdx.x % WARP
+        warp = (cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x) // WARP
+        n_warps = cuda.gridDim.x * cuda.blockDim.x // WARP
+        vals = cuda.local.array((held, 4), float32)
+        t0 = warp * tiles_per_trip
+        while t0 < n_tiles:  # the same for every lane of a warp
+            for u in range(tiles_per_trip):  # every load of the trip first ...
+                for p in range(per_lane):
+                    e = (t0 + u) * tile + 128 * p + 4 * lane
+                    k = u * per_lane + p
+                    if whole or e < total:
+                        vals[k, 0], vals[k, 1], vals[k, 2], vals[k, 3] = load(x, e)
+                    else:
+                        vals[k, 0] = vals[k, 1] = vals[k, 2] = vals[k, 3] = float32(0.0)
+            for u in range(tiles_per_trip):  # ... then one group (or several) at a time
+                first = (t0 + u) * tile + 4 * lane  # this lane's first value in the tile
+                group = group_of(first)
+                # TODO (row_group_kernel): the group's finite amax (finite_amax4 over this lane's
+                #   vals, then group_max over the group's lanes), its scale (scale_of), the group's
+                #   first lane stores it with store_scale, then every lane stores the encode4 word
+                #   of each of its 4 values at out[word_index(e, group)] (roughly 12 lines)
+                raise NotImplementedError("row_group_kernel: not yet attempted")
+            t0 += n_warps * tiles_per_trip
 
-        return kernel
-
-    key = ("groups", fmt.name, bn, load.__name__, layout, pow2, id(encode), loads_per_trip, whole, max_registers)
-    return cached_kernel(key, build)
+    return kernel
 
 
 # -- (bm, bn) tiles --------------------------------------------------------------------------
 
+@functools.cache
 def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None, max_registers=None,
                 whole=False):
     """A kernel for `(bm, bn)` tiles, one thread block per tile at a time, the tile in registers.
@@ -227,29 +211,28 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
     per_thread = -(-bm // row_step)
     scale_of = _scale_rule(pow2)
 
-    def build():
-        @cuda.jit(**_register_cap(max_registers))
-        def kernel(x, rows, cols, words, scales):
-            tiles_across = (cols + bn - 1) // bn
-            n_tiles = ((rows + bm - 1) // bm) * tiles_across
-            t = cuda.threadIdx.x
-            gc = t % groups_per_row
-            r0 = t // groups_per_row
-            vals = cuda.local.array((per_thread, 4), float32)
-            for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):  # the same for the whole block
-                ti = tile // tiles_across
-                c = (tile - ti * tiles_across) * bn + 4 * gc
-                # TODO (tile_kernel): load this thread's rows of the tile into vals (zeros outside the matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]), then store the encode4 words (roughly 15 lines)
-                raise NotImplementedError("tile_kernel: not yet attempted")
+    @cuda.jit(**jit_options(max_registers))
+    def kernel(x, rows, cols, words, scales):
+        tiles_across = (cols + bn - 1) // bn
+        n_tiles = ((rows + bm - 1) // bm) * tiles_across
+        t = cuda.threadIdx.x
+        gc = t % groups_per_row
+        r0 = t // groups_per_row
+        vals = cuda.local.array((per_thread, 4), float32)
+        for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):  # the same for the whole block
+            ti = tile // tiles_across
+            c = (tile - ti * tiles_across) * bn + 4 * gc
+            # TODO (tile_kernel): load this thread's rows of the tile into vals (zeros outside the
+            #   matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]), then
+            #   store the encode4 words (roughly 15 lines)
+            raise NotImplementedError("tile_kernel: not yet attempted")
 
-        return kernel
-
-    key = ("tiles", fmt.name, bm, bn, threads, load.__name__, pow2, id(encode), max_registers, whole)
-    return cached_kernel(key, build)
+    return kernel
 
 
 # -- anything else ---------------------------------------------------------------------------
 
+@functools.cache
 def general_kernel(fmt, pow2=False, encode=None):
     """Any block shape, dtype (float16/32/64) and alignment: one thread block per tile at a
     time, one element per thread per trip; scales (ceil(M / bm), ceil(N / bn)) row-major."""
@@ -257,29 +240,26 @@ def general_kernel(fmt, pow2=False, encode=None):
     fmax = float32(fmt.max)
     scale_of = _scale_rule(pow2)
 
-    def build():
-        @cuda.jit
-        def kernel(x, bm, bn, codes, scales):
-            rows, cols = x.shape
-            tiles_across = scales.shape[1]
-            for tile in range(cuda.blockIdx.x, scales.size, cuda.gridDim.x):  # the same for the whole block
-                ti = tile // tiles_across
-                r0 = ti * bm
-                c0 = (tile - ti * tiles_across) * bn
-                h = min(bm, rows - r0)
-                w = min(bn, cols - c0)
-                m = float32(0.0)
-                for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
-                    m = max(m, finite_abs(x[r0 + k // w, c0 + k % w]))
-                scale = scale_of(block_max(m), fmax)
-                if cuda.threadIdx.x == 0:
-                    scales[ti, tile - ti * tiles_across] = scale
-                for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
-                    codes[r0 + k // w, c0 + k % w] = encode(x[r0 + k // w, c0 + k % w], scale)
+    @cuda.jit
+    def kernel(x, bm, bn, codes, scales):
+        rows, cols = x.shape
+        tiles_across = scales.shape[1]
+        for tile in range(cuda.blockIdx.x, scales.size, cuda.gridDim.x):  # the same for the whole block
+            ti = tile // tiles_across
+            r0 = ti * bm
+            c0 = (tile - ti * tiles_across) * bn
+            h = min(bm, rows - r0)
+            w = min(bn, cols - c0)
+            m = float32(0.0)
+            for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
+                m = max(m, finite_abs(x[r0 + k // w, c0 + k % w]))
+            scale = scale_of(block_max(m), fmax)
+            if cuda.threadIdx.x == 0:
+                scales[ti, tile - ti * tiles_across] = scale
+            for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
+                codes[r0 + k // w, c0 + k % w] = encode(x[r0 + k // w, c0 + k % w], scale)
 
-        return kernel
-
-    return cached_kernel(("general", fmt.name, pow2, id(encode)), build)
+    return kernel
 
 
 # -- host functions ------------------------------------------------------------------------------
@@ -292,10 +272,6 @@ def _check_block(block, name):
     if bm <= 0 or bn <= 0:
         raise ValueError(f"{name}: block must be two positive sizes (bm, bn), got {tuple(block)}")
     return bm, bn
-
-
-def _grid(work_items: int, per_block: int) -> int:
-    return reduction._grid_blocks(work_items, per_block)
 
 
 def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False, encoder="auto"):
@@ -317,14 +293,14 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
     """
     fmt = fp8.as_format(fmt)
     rows, cols = d.shape
-    encode = _encoder(fmt, encoder)
+    encode = quotient_encoder(fmt, encoder, "quantize_blockwise")
     fast = vec4_ready(d)
     if fast and bm == 1 and cols % bn == 0 and (bn % 128 == 0 or (128 % bn == 0 and bn >= 16)):
         trip = 128 * max(1, bn // 128) * max(1, LOADS_PER_TRIP // max(1, bn // 128))  # values per warp-trip
         whole = (rows * cols) % trip == 0
         kernel = row_group_kernel(fmt, bn, loader(d), layout, pow2, encode, whole=whole)
         work = -(-rows * cols // trip)
-        blocks = _grid(max(1, work), GROUP_THREADS // WARP)
+        blocks = grid_blocks(max(1, work), GROUP_THREADS // WARP)
         flat_scales = scales.reshape(scales.size)
         kernel[blocks, GROUP_THREADS](d.reshape(rows * cols), out.reshape(out.size).view(np.uint32),
                                       flat_scales, rows)
@@ -337,25 +313,13 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
     if fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads <= 1024:
         kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
                              TILE_MAX_REGISTERS if threads == 1024 else None, rows % bm == 0 and cols % bn == 0)
-        blocks = min(_grid(scales.size, 1), 4 * sm_count())
+        blocks = min(grid_blocks(scales.size, 1), 4 * sm_count())
         kernel[blocks, threads](d.reshape(rows * cols), rows, cols, out.reshape(out.size).view(np.uint32),
                                 scales.reshape(scales.size))
         return
     if np.dtype(d.dtype) == BF16:
         d = widen_bf16(d)
-    general_kernel(fmt, pow2, encode)[_grid(scales.size, 1), 32 if ON_SIMULATOR else 256](d, bm, bn, out, scales)
-
-
-def _encoder(fmt, encoder):
-    if encoder == "auto":
-        return quotient_encoder(fmt)
-    if encoder == "software":
-        return {"e4m3": fp8.encode_e4m3_quotient, "e5m2": fp8.encode_e5m2_quotient}[fmt.name]
-    if encoder == "hardware":
-        if not fp8.hardware_fp8_available():
-            raise ValueError("quantize_blockwise: encoder='hardware' needs a GPU of compute capability >= 8.9")
-        return {"e4m3": fp8.encode_e4m3_quotient_hw, "e5m2": fp8.encode_e5m2_quotient_hw}[fmt.name]
-    raise ValueError(f"quantize_blockwise: encoder must be 'auto', 'software' or 'hardware', got {encoder!r}")
+    general_kernel(fmt, pow2, encode)[grid_blocks(scales.size, 1), 32 if ON_SIMULATOR else 256](d, bm, bn, out, scales)
 
 
 def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scales_m_major=False,
@@ -378,7 +342,7 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
     """
     fmt = fp8.as_format(fmt)
     bm, bn = _check_block(block, "quantize_blockwise")
-    d, from_host = as_device_float(x, "quantize_blockwise", ndim=2)
+    d, from_host = as_device(x, "quantize_blockwise", ndim=2)
     rows, cols = d.shape
     grid_shape = (math.ceil(rows / bm), math.ceil(cols / bn))
     codes = cuda.device_array((rows, cols), np.uint8)
@@ -403,7 +367,7 @@ def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
     back into a QTensor."""
     fmt = fp8.as_format(fmt)
     _, bn = _check_block((1, group), "quantize_groups_interleaved")
-    d, from_host = as_device_float(x, "quantize_groups_interleaved", ndim=2)
+    d, from_host = as_device(x, "quantize_groups_interleaved", ndim=2)
     rows, cols = d.shape
     if cols % bn:
         raise ValueError(f"quantize_groups_interleaved: N = {cols} must be a multiple of group = {bn}")
@@ -423,5 +387,5 @@ def split_interleaved(buf, group, fmt="e4m3") -> QTensor:
     return QTensor(codes, scales, fp8.as_format(fmt), (1, group))
 
 
-__all__ = ["quantize_blockwise", "quantize_groups_interleaved", "split_interleaved", "blockwise_into",
-           "pow2_scale_from_amax", "LAYOUTS"]
+__all__ = ["quantize_blockwise", "quantize_groups_interleaved", "split_interleaved", "blockwise_into", "row_group_kernel",
+           "tile_kernel", "general_kernel", "lanes_max", "LAYOUTS", "TILE_THREADS", "GROUP_THREADS"]

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numba import cuda
 
-from . import ON_SIMULATOR, SELECTION, bench, fp8, plotting
+from .. import accuracy, fp8, gemm, reduction, reduction_tiles, reference
+from ..perf import plotting, timing
+from ..perf.sweeps import SWEEPS
+from ..quant import blockwise
+from ..quant.per_channel import quantize_per_channel
+from ..quant.per_tensor import quantize_per_tensor
+from ..runtime.device import ON_SIMULATOR, SELECTION
 
 
 @dataclass
@@ -24,16 +29,6 @@ class ChapterResult:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, detail)
     table: list[dict] = field(default_factory=list)  # rows of the chapter's summary table
     figures: list[Path] = field(default_factory=list)
-
-
-@cuda.jit
-def _roundtrip_kernel(x, e4m3, e5m2, back4, back5):
-    start = cuda.grid(1)
-    for i in range(start, x.size, cuda.gridsize(1)):
-        e4m3[i] = fp8.encode_e4m3(x[i])
-        e5m2[i] = fp8.encode_e5m2(x[i])
-        back4[i] = fp8.decode_e4m3(e4m3[i])
-        back5[i] = fp8.decode_e5m2(e5m2[i])
 
 
 def _sample(n: int, rng) -> np.ndarray:
@@ -48,7 +43,10 @@ def chapter00(out: Path) -> ChapterResult:
     n = 4096 if ON_SIMULATOR else 1 << 22
     x = _sample(n, rng)
     outs = [np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(n, np.float32), np.zeros(n, np.float32)]
-    _roundtrip_kernel[(2, 64) if ON_SIMULATOR else (1024, 256)](x, *outs)
+    launch = (2, 64) if ON_SIMULATOR else (1024, 256)
+    for k, (encode, decode) in enumerate([(fp8.encode_e4m3, fp8.decode_e4m3), (fp8.encode_e5m2, fp8.decode_e5m2)]):
+        fp8.encode_kernel(encode)[launch](x, outs[k])
+        fp8.decode_kernel(decode)[launch](outs[k], outs[k + 2])
     for k, fmt in enumerate((fp8.E4M3, fp8.E5M2)):
         same = np.array_equal(outs[k], fp8.encode(x, fmt)) and np.array_equal(outs[k + 2], fp8.decode(outs[k], fmt))
         result.checks.append((f"encode/decode_{fmt.name} kernel == host codec ({n} values)", same, ""))
@@ -73,8 +71,6 @@ def chapter00(out: Path) -> ChapterResult:
 
 
 def chapter01(out: Path) -> ChapterResult:
-    from . import reduction
-
     result = ChapterResult("01 warp reduction")
     rng = np.random.default_rng(1)
     n, (m, k) = (5000, (12, 512)) if ON_SIMULATOR else (1 << 26, (8192, 4096))
@@ -85,7 +81,7 @@ def chapter01(out: Path) -> ChapterResult:
     result.checks.append(("absmax with one NaN is NaN", bool(np.isnan(reduction.absmax(x))), ""))
     a = rng.standard_normal((m, k)).astype(np.float32)
     for block in [(1, 128), (128, 128) if not ON_SIMULATOR else (4, 128)]:
-        got = reduction.absmax_blocks(a, block)
+        got = reduction_tiles.absmax_blocks(a, block)
         want = np.abs(a).reshape(m // block[0], block[0], k // block[1], block[1]).max(axis=(1, 3))
         result.checks.append((f"absmax_blocks {block} on {m}x{k}", np.array_equal(got, want), ""))
     result.figures += _recorded_or_measured(out, "ch01_absmax", "01")
@@ -93,10 +89,6 @@ def chapter01(out: Path) -> ChapterResult:
 
 
 def chapter02_03(out: Path) -> ChapterResult:
-    from . import accuracy, reference
-    from .per_channel import quantize_per_channel
-    from .per_tensor import quantize_per_tensor
-
     result = ChapterResult("02-03 per-tensor and per-channel quantization")
     m, k = (24, 256) if ON_SIMULATOR else (4096, 4096)
     x = accuracy.activation_like((m, k), seed=3)
@@ -125,8 +117,6 @@ def chapter02_03(out: Path) -> ChapterResult:
 
 
 def chapter04(out: Path) -> ChapterResult:
-    from . import accuracy, blockwise, reference
-
     result = ChapterResult("04 fine-grained (block) quantization")
     m, k = (40, 384) if ON_SIMULATOR else (4096, 4096)
     square = (16, 128) if ON_SIMULATOR else (128, 128)  # a simulated 128 x 128 tile takes seconds
@@ -156,8 +146,6 @@ def chapter04(out: Path) -> ChapterResult:
 
 
 def chapter05(out: Path) -> ChapterResult:
-    from . import accuracy, gemm, reference
-
     result = ChapterResult("05 scaled GEMM")
     m, k, n = (48, 256, 40) if ON_SIMULATOR else (1024, 1024, 1024)
     rng = np.random.default_rng(7)
@@ -189,14 +177,12 @@ def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
     """On a GPU: the chapter's sweep, measured now, into `out`. On the simulator: the
     recorded results, labelled as recorded."""
     if not ON_SIMULATOR:
-        from .sweeps import SWEEPS
-
         path = SWEEPS[chapter](repeats=20, out_dir=out)
         return [path.with_suffix(".png")]
-    recorded = sorted(bench.results_root().glob(f"*/{name}.json"))
-    if not recorded:
+    recorded = timing.find_recorded(name)
+    if recorded is None:
         return []
-    fig = plotting.results_figure(bench.load_results(recorded[-1]), recorded=True)  # as the sweep draws it
+    fig = plotting.results_figure(timing.load_results(recorded), recorded=True)  # as the sweep draws it
     return [plotting.save(fig, out / f"{name}_recorded.png")]
 
 

@@ -128,3 +128,15 @@ except DeviceSelectionError as exc:
 _apply(SELECTION)
 MODE = SELECTION.mode
 ON_SIMULATOR = MODE == "sim"
+
+
+def hardware_fp8_available() -> bool:
+    """True on a GPU whose compute capability (>= 8.9) has FP8 conversion instructions."""
+    if ON_SIMULATOR:
+        return False
+    from numba import cuda
+
+    try:
+        return cuda.get_current_device().compute_capability >= (8, 9)
+    except Exception:  # no usable context: no hardware conversion either
+        return False

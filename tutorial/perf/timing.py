@@ -27,7 +27,7 @@ Results file schema (`results/<device-slug>/<name>.json`, written by [`record_re
     {
       "name": str,                      # the benchmark, also the file name
       "date": str,                      # ISO 8601, local time with offset
-      "device": {...},                  # tutorial.cli.device_report(): gpu, compute_capability,
+      "device": {...},                  # tutorial.runtime.report.device_report(): gpu, compute_capability,
                                         #   driver_cuda, packages{...}, mode, ...
       "shapes": [...],                  # the shapes this benchmark swept, as given
       "launch_overhead_us": float,      # host cost of one empty kernel launch, same run
@@ -60,8 +60,8 @@ from typing import Callable, Sequence
 import numpy as np
 from numba import cuda  # `tutorial` (our package) is imported first, so its mode is chosen
 
-from . import device as _device
-from .cli import device_report
+from ..runtime import device
+from ..runtime.report import device_report
 
 MIN_REPEATS = 20
 L2_FLUSH_BYTES = 256 << 20  # several times the largest L2 in use (H100: 50 MB)
@@ -75,7 +75,7 @@ class SimulatorTimingError(RuntimeError):
 
 def refuse_on_simulator(what: str) -> None:
     # Read at call time (not import time) so the check follows the mode actually in force.
-    if _device.ON_SIMULATOR:
+    if device.ON_SIMULATOR:
         raise SimulatorTimingError(
             f"{what}: refusing to time on Numba's CUDA simulator - it runs one Python thread per "
             "CUDA thread, so simulated timings mean nothing. Run on a GPU (TUTORIAL_DEVICE=gpu).")
@@ -326,14 +326,26 @@ def record_results(name: str, rows: list[dict], *, shapes, out_dir: Path | str |
     return path
 
 
-def results_root() -> Path:
-    """`results/` of the course checkout we are in (else of the current folder): committed files."""
-    from .chapters import find_root
+def results_root(start: Path | str | None = None) -> Path:
+    """`results/` of the course checkout we are in: the nearest folder at or above `start` (the
+    current folder) that holds one; else `results/` of the current folder."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results").is_dir():
+            return folder / "results"
+    return Path.cwd() / "results"
 
-    try:
-        return find_root() / "results"
-    except FileNotFoundError:
-        return Path.cwd() / "results"
+
+def find_recorded(name: str, gpu: str | None = None, start: Path | str | None = None) -> Path | None:
+    """The recorded results file `name` (such as "ch02_quantize") of `gpu` (a folder of
+    `results/`, such as "nvidia-h200"), or with no `gpu` the latest recorded run of any GPU by
+    its date; None if there is none."""
+    root = results_root(start)
+    if gpu is not None:
+        path = root / gpu / f"{name}.json"
+        return path if path.exists() else None
+    runs = [(json.loads(path.read_text()).get("date", ""), path) for path in root.glob(f"*/{name}.json")]
+    return max(runs)[1] if runs else None
 
 
 def load_results(path: Path | str) -> dict:

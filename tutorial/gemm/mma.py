@@ -6,7 +6,7 @@ tensor cores of compute capability >= 8.9 take FP8 codes as they are. PTX reache
 `mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32`: the 32 lanes of a warp together
 compute D = A @ B + C for A 16 x 32 (FP8), B 32 x 8 (FP8), C and D 16 x 8 (float32), each lane
 holding a fixed piece of every matrix in its registers (a *fragment*). Numba has no binding for
-it; [`mma_fp8`][] is one inline-PTX instruction (see `tutorial.ptx`).
+it; [`mma_fp8`][] is one inline-PTX instruction (see `tutorial.runtime.ptx`).
 
 Which lane holds what (`g = lane // 4`, `t = lane % 4`; a register holds 4 FP8 codes, the
 lowest byte first):
@@ -20,11 +20,13 @@ lowest byte first):
 
 So a lane's A registers are 4 consecutive codes of a row of A (one 32-bit load from a
 row-major tile), and its B registers 4 consecutive codes of a *column* of B: B is staged
-transposed. [`fragment_a`][] and friends give the same maps as arrays, for checks and
-figures.
+transposed. [`fragment_a`][] and friends give the same maps as lists, for checks and
+figures; [`load_fragment_a`][] and [`load_fragment_b`][] load a lane's registers from tiles
+staged in shared memory (the exercise of this lesson: the tensor-core kernel of
+`tutorial.gemm.tensor_core` loads every fragment with them).
 
 The simulator has no tensor cores: there [`mma_fp8`][] gathers the 32 lanes' registers (as
-the warp shuffles of `tutorial.simulator` do), decodes them and multiplies exactly in
+the warp shuffles of `tutorial.runtime.simulator` do), decodes them and multiplies exactly in
 float64, rounding D once to float32. The hardware adds the 32 products of one instruction with
 fewer bits than that (about 14 kept, DeepSeek-V3 measured on the H800), which is why a long
 K loop promotes partial sums to float32 every 128 values (chapter 05, "promote").
@@ -33,9 +35,10 @@ K loop promotes partial sums to float32 every 128 values (chapter 05, "promote")
 from __future__ import annotations
 
 import numpy as np
+from numba import cuda
 
-from . import fp8
-from .device import ON_SIMULATOR
+from .. import fp8
+from ..runtime.device import ON_SIMULATOR
 
 M, N, K = 16, 8, 32  # the instruction's shape
 
@@ -56,6 +59,31 @@ def fragment_c(lane: int) -> list[tuple[int, int]]:
     """(row, column) of each of the 4 float32 values lane `lane` holds of C and D."""
     g, t = lane // 4, lane % 4
     return [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)]
+
+
+@cuda.jit(device=True)
+def load_fragment_a(sa, row0, word0, lane):
+    """The registers (a0, a1, a2, a3) that lane `lane` holds of the 16 x 32 piece of A whose
+    first code is word `word0` of row `row0` of `sa`: a shared-memory tile of A, uint32 words
+    of 4 consecutive codes along K (a row of A is a row of `sa`). See the table above."""
+    # BEGIN SOLUTION: g = lane // 4 and t = lane % 4; a0 is word t of row g of the piece, a1 the same word 8 rows down, a2 and a3 the words 4 further along (k + 16)
+    g = lane // 4
+    t = lane % 4
+    return (sa[row0 + g, word0 + t], sa[row0 + g + 8, word0 + t],
+            sa[row0 + g, word0 + t + 4], sa[row0 + g + 8, word0 + t + 4])
+    # END SOLUTION
+
+
+@cuda.jit(device=True)
+def load_fragment_b(sbt, col0, word0, lane):
+    """The registers (b0, b1) that lane `lane` holds of the 32 x 8 piece of B whose first code
+    is word `word0` of column `col0`, from `sbt`: B staged *transposed*, uint32 words of 4
+    consecutive codes along K (a column of B is a row of `sbt`). See the table above."""
+    # BEGIN SOLUTION: g = lane // 4 and t = lane % 4; b0 is word t of column g of the piece, b1 the word 4 further along (k + 16)
+    g = lane // 4
+    t = lane % 4
+    return sbt[col0 + g, word0 + t], sbt[col0 + g, word0 + t + 4]
+    # END SOLUTION
 
 
 def _codes(word) -> list[int]:
@@ -90,16 +118,16 @@ def mma_fp8(fmt_a, fmt_b):
 
 
 if ON_SIMULATOR:
-    from .simulator import FULL_MASK, _current, _gather
+    from ..runtime import simulator
 
     def _emulated(fmt_a, fmt_b):
         def mma(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
-            rnd = _gather(f"mma_{fmt_a.name}_{fmt_b.name}", FULL_MASK, ((a0, a1, a2, a3), (b0, b1), (c0, c1, c2, c3)))
-            if len(rnd.args) != 32:
+            values, lane = simulator.exchange(f"mma_{fmt_a.name}_{fmt_b.name}", ((a0, a1, a2, a3), (b0, b1),
+                                                                                (c0, c1, c2, c3)))
+            if len(values) != 32:
                 raise RuntimeError("mma: all 32 lanes of the warp must take part (a full warp)")
-            regs = [rnd.args[lane][0] for lane in range(32)]
+            regs = [values[other] for other in range(32)]
             d = mma_reference([r[0] for r in regs], [r[1] for r in regs], [r[2] for r in regs], fmt_a, fmt_b)
-            lane = _current().thread_id % 32
             return tuple(np.float32(d[r, n]) for r, n in fragment_c(lane))
 
         return mma
@@ -110,7 +138,7 @@ else:
     from numba.cuda import types
     from numba.cuda.extending import intrinsic
 
-    from .ptx import asm_codegen
+    from ..runtime.ptx import asm_codegen
 
     def _intrinsic(fmt_a, fmt_b):
         asm = (f"mma.sync.aligned.m16n8k32.row.col.f32.{fmt_a.name}.{fmt_b.name}.f32 "
@@ -130,4 +158,5 @@ else:
     _MMA = {(fa.name, fb.name): _intrinsic(fa, fb) for fa in fp8.FORMATS.values() for fb in fp8.FORMATS.values()}
 
 
-__all__ = ["mma_fp8", "mma_reference", "fragment_a", "fragment_b", "fragment_c", "M", "N", "K"]
+__all__ = ["mma_fp8", "mma_reference", "fragment_a", "fragment_b", "fragment_c", "load_fragment_a",
+           "load_fragment_b", "M", "N", "K"]

@@ -8,9 +8,12 @@ A solution region in library code is marked once, nbgrader-style:
 # END SOLUTION
 ```
 
-Each chapter's `chapters/NN_name/exercise.py` is a copy of its solution module in which
-every region is replaced by the hint, an estimate of its length, and ``raise
-NotImplementedError``. Signatures, docstrings and everything around stay as they are.
+Each lesson module with marked regions (see `tutorial.course.chapters`) becomes an exercise
+file in its chapter's folder (`chapters/NN_name/exercise.py`): a copy of the module in which
+every region is replaced by the hint (wrapped at 100 columns), an estimate of its length, and
+`raise NotImplementedError`. Signatures, docstrings and everything around stay as they are,
+and a header lists the TODOs with their line numbers. The grader loads the file as the
+library module itself, so the learner's code runs wherever the library uses it.
 `fp8-tutorial exercises` brings them up to date. A fingerprint line in each file tells an
 untouched stub from a learner's work: stubs are regenerated, edited files are kept unless the
 learner asks with `--force` (and then saved beside the new stub). A test fails when an
@@ -23,14 +26,16 @@ import hashlib
 import importlib.util
 import re
 import shutil
+import textwrap
 import time
 from pathlib import Path
 
-from .chapters import CHAPTERS, Chapter
+from .chapters import CHAPTERS, Chapter, Lesson
 
 _BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION(?::\s*(.*))?$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
 NOT_ATTEMPTED = "not yet attempted"
+WIDTH = 100  # hints are wrapped to this many columns
 
 
 def _code_lines(lines: list[str]) -> int:
@@ -81,7 +86,9 @@ def stub_solutions(source: str, keep: frozenset[str] | set[str] = frozenset()) -
             out += lines[i + 1:end]
         else:
             n = _code_lines(lines[i + 1:end])
-            out.append(f"{indent}# TODO ({name}): {hint} (roughly {n} line{'s' if n != 1 else ''})")
+            todo = f"TODO ({name}): {hint} (roughly {n} line{'s' if n != 1 else ''})"
+            out += textwrap.wrap(todo, WIDTH, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}#   ",
+                                 break_on_hyphens=False, break_long_words=False)
             out.append(f'{indent}raise NotImplementedError("{name}: {NOT_ATTEMPTED}")')
         i = end + 1
     return "\n".join(out) + "\n"
@@ -99,10 +106,18 @@ def untouched(path: Path) -> set[str]:
     return {name for name in set(todos) if stubs.count(name) == todos.count(name)}
 
 
-def _absolute_imports(source: str) -> str:
-    """The exercise lives outside the package: `from .x import` becomes `from tutorial.x import`."""
-    source = re.sub(r"^(\s*)from \. import ", r"\1from tutorial import ", source, flags=re.M)
-    return re.sub(r"^(\s*)from \.(\w+) import ", r"\1from tutorial.\2 import ", source, flags=re.M)
+def _absolute_imports(source: str, module: str) -> str:
+    """The exercise lives outside the package: relative imports of `module` (`from .x import`,
+    `from .. import y`) become absolute ones (`from tutorial.pkg.x import`, `from tutorial import y`)."""
+    package = module.rpartition(".")[0]
+
+    def absolute(match):
+        indent, dots, rest = match.group(1), match.group(2), match.group(3)
+        base = package.rsplit(".", len(dots) - 1)[0] if len(dots) > 1 else package
+        target = f"{base}.{rest}" if rest else base
+        return f"{indent}from {target} import "
+
+    return re.sub(r"^(\s*)from (\.+)([\w.]*) import ", absolute, source, flags=re.M)
 
 
 FINGERPRINT = "# stub fingerprint: "
@@ -114,42 +129,56 @@ def _fingerprint(text: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def exercise_source(ch: Chapter, solved: frozenset[str] | set[str] = frozenset()) -> str:
-    """The exercise file of `ch` as the solutions generate it now; the exercises named in
-    `solved` come with their solutions in place (as a learner's finished work would)."""
-    spec = importlib.util.find_spec(ch.solution_module)
-    solution = Path(spec.origin).read_text()
-    header = (
-        f"# Chapter {ch.number} exercise: {ch.title}.\n"
-        f"# Generated from {ch.solution_module} by `fp8-tutorial exercises`. Fill in every TODO, then run\n"
-        f"# `fp8-tutorial grade {ch.number}` to run the graded tests against this file.\n"
-    )
-    text = header + "\n" + _absolute_imports(stub_solutions(solution, keep=solved))
+def _todo_lines(text: str) -> list[tuple[int, str]]:
+    return [(number, match.group(1)) for number, line in enumerate(text.splitlines(), 1)
+            if (match := re.match(r"\s*# TODO \((\w+)\)", line))]
+
+
+def exercise_source(ch: Chapter, lesson: Lesson | None = None, solved: frozenset[str] | set[str] = frozenset()) -> str:
+    """The exercise file of `lesson` (the chapter's first, by default) as the solutions generate
+    it now; the exercises named in `solved` come with their solutions in place (as a learner's
+    finished work would)."""
+    lesson = lesson or ch.exercised[0]
+    spec = importlib.util.find_spec(lesson.module)
+    body = _absolute_imports(stub_solutions(Path(spec.origin).read_text(), keep=solved), lesson.module)
+    intro = [f"# Chapter {ch.number} exercise: {ch.title} ({lesson.module}).",
+             f"# Generated from {lesson.module} by `fp8-tutorial exercises`. Fill in every TODO, then run",
+             f"# `fp8-tutorial grade {ch.number}`: the graded tests use this file as {lesson.module}."]
+    # The header lists each TODO's line; it is as long as the TODOs are many, so count it first.
+    todos = _todo_lines(body)
+    header_lines = len(intro) + 1 + len(todos) + 1 + 1  # intro, "TODOs:", one per TODO, fingerprint, blank
+    listing = ["# TODOs:"] + [f"#   line {header_lines + number:>4}: {name}" for number, name in todos]
+    head = "\n".join(intro + listing) + "\n"
+    text = head + "\n" + body
     line = (f"{FINGERPRINT}{_fingerprint(text)} (tells `fp8-tutorial exercises` an untouched stub from "
             "your work)\n")
-    return header + line + "\n" + text[len(header) + 1:]
+    return head + line + "\n" + body
 
 
-def state(path: Path, ch: Chapter) -> str:
+def state(path: Path, ch: Chapter, lesson: Lesson | None = None) -> str:
     """What `path` holds: "missing", "current" (what the solutions generate now), "stale" (an
     untouched stub generated from older solutions) or "edited" (the learner's work)."""
     path = Path(path)
     if not path.exists():
         return "missing"
     text = path.read_text()
-    if text == exercise_source(ch):
+    if text == exercise_source(ch, lesson):
         return "current"
     recorded = re.search(f"^{re.escape(FINGERPRINT)}(\\w+)", text, flags=re.M)
     return "stale" if recorded and recorded.group(1) == _fingerprint(text) else "edited"
 
 
+def exercise_files(root: Path):
+    """(chapter, lesson, path) of every exercise file of the course under `root`."""
+    return [(ch, lesson, ch.exercise_path(root, lesson)) for ch in CHAPTERS for lesson in ch.exercised]
+
+
 def write_all(root: Path, force: bool = False) -> list[tuple[Path, str]]:
-    """Bring every chapter's exercise file up to date; never overwrite a learner's edits unless
-    `force`, and even then keep their file beside it. Returns (path, what was done) pairs."""
+    """Bring every exercise file up to date; never overwrite a learner's edits unless `force`,
+    and even then keep their file beside it. Returns (path, what was done) pairs."""
     done = []
-    for ch in CHAPTERS:
-        path = ch.exercise_path(root)
-        now = state(path, ch)
+    for ch, lesson, path in exercise_files(root):
+        now = state(path, ch, lesson)
         if now == "current":
             done.append((path, "up to date"))
             continue
@@ -162,7 +191,7 @@ def write_all(root: Path, force: bool = False) -> list[tuple[Path, str]]:
             shutil.copyfile(path, backup)
             what = f"replaced by a fresh stub; your version is in {backup.name}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(exercise_source(ch))
+        path.write_text(exercise_source(ch, lesson))
         done.append((path, what))
     return done
 
@@ -170,4 +199,4 @@ def write_all(root: Path, force: bool = False) -> list[tuple[Path, str]]:
 def stale(root: Path) -> list[Path]:
     """Exercise files that are untouched stubs but differ from what the solutions generate now
     (or are missing). A learner's edited file is never stale: it is theirs."""
-    return [ch.exercise_path(root) for ch in CHAPTERS if state(ch.exercise_path(root), ch) in ("missing", "stale")]
+    return [path for ch, lesson, path in exercise_files(root) if state(path, ch, lesson) in ("missing", "stale")]

@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import cuda
 
-from . import fp8
-from .bitcast import bits_float32
-from .device import ON_SIMULATOR
+from .. import fp8, fp8_hardware
+from ..runtime.bitcast import bits_float32
+from ..runtime.device import ON_SIMULATOR
+from ..runtime.report import device_report
 
 
 def _codes_kernel(encode_e4m3, encode_e5m2):
@@ -56,9 +57,9 @@ def exhaustive_fp8_check(chunk_log2: int = 26, progress=print) -> dict:
     """Compare software encoder, hardware encoder and ml_dtypes on all 2^32 float32 patterns."""
     if ON_SIMULATOR:
         raise RuntimeError("verify-fp8 needs a GPU: the simulator runs one Python thread per element")
-    hardware = fp8.hardware_fp8_available()
+    hardware = fp8_hardware.hardware_fp8_available()
     software_codes = _codes_kernel(fp8.encode_e4m3, fp8.encode_e5m2)
-    hardware_codes = _codes_kernel(fp8.encode_e4m3_hw, fp8.encode_e5m2_hw)
+    hardware_codes = _codes_kernel(fp8_hardware.encode_e4m3_hw, fp8_hardware.encode_e5m2_hw)
     n = 1 << chunk_log2
     buffers = [cuda.device_array(n, np.uint8) for _ in range(4)]
     counts = {f"{enc}_vs_{ref}_{fmt.name}": 0 for fmt in fp8.FORMATS.values()
@@ -91,7 +92,6 @@ def exhaustive_fp8_check(chunk_log2: int = 26, progress=print) -> dict:
 
 
 def main(out_path: str | None = None) -> int:
-    from .cli import device_report
 
     result = {"check": "fp8 encoders on all 2^32 float32 bit patterns",
               "date": time.strftime("%Y-%m-%d"), "device": device_report()}

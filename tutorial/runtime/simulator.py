@@ -341,6 +341,15 @@ def activemask():
     return np.uint32(sum(1 << lane for lane in rnd.args))
 
 
+def exchange(op: str, value, mask=FULL_MASK) -> tuple[dict[int, object], int]:
+    """A warp-wide operation of your own, for emulating an instruction the simulator lacks (a
+    tensor-core `mma.sync`, say): wait until every live lane of `mask` has called `exchange`
+    with the same `op`, then return every taking-part lane's `value`, by lane, and the
+    caller's lane. Deadlocks and mismatched operations are reported as for the shuffles."""
+    rnd = _gather(op, mask, value)
+    return {lane: v for lane, (v, _) in rnd.args.items()}, _current().thread_id % WARP_SIZE
+
+
 OPERATIONS = {f.__name__: f for f in (
     shfl_sync, shfl_up_sync, shfl_down_sync, shfl_xor_sync, syncwarp,
     activemask, all_sync, any_sync, eq_sync, ballot_sync)}

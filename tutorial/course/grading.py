@@ -1,7 +1,9 @@
 """Grading: the same tests, run against the solutions or against a learner's exercise files.
 
-* Tests get the module under test from [`load`][] (`fp8 = grading.load("tutorial.fp8")`):
-  the library module, or, under `pytest --impl exercise`, the chapter's `exercise.py`.
+* Tests import the library as usual. Under `pytest --impl exercise` (and in the grader) the
+  chapters' exercise files are loaded *as* the lesson modules they were carved from
+  ([`tutorial.runtime.swap`][tutorial.runtime.swap]), so the learner's code runs wherever the
+  library uses it; [`exercise_environment`][] says which files.
 * Graded tests carry `@pytest.mark.graded("<function the learner writes>")`.
 * `fp8-tutorial grade [chapter [exercise]]` runs the graded tests in separate processes
   (so that a learner's crash or endless loop cannot take the grader down), one chapter at a
@@ -15,8 +17,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,70 +28,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .chapters import CHAPTERS, Chapter, chapter
+from ..runtime import swap
+from .chapters import CHAPTERS, Chapter, chapter, chapter_of_exercise
 from .exercises import NOT_ATTEMPTED, untouched
 
 IMPLEMENTATIONS = ("solution", "exercise")
-_impl = "solution"
-_root: Path | None = None
-_chapters: frozenset[str] | None = None  # chapters whose exercise files are swapped in (None: all)
-_isolate: str | None = None  # the one exercise taken from the learner's file, the rest from the library
-_loaded: dict[str, object] = {}
 
 
-def use(impl: str, root: Path | None = None, chapters=None, isolate: str | None = None) -> None:
-    """Choose what [`load`][] returns: the library ("solution") or the exercise files.
-
-    `chapters`: only these chapters' exercise files are used (numbers such as "01"); the other
-    chapters' modules are the library's, so one chapter's file cannot change another's grade.
-    `isolate`: in its chapter's file, take only this exercise from the learner and every other
-    exercise from the library (to tell a wrong exercise from one that calls a wrong one).
-    """
-    global _impl, _root, _chapters, _isolate
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
-    _impl, _root = impl, Path(root) if root else None
-    _chapters = None if chapters is None else frozenset(str(c).zfill(2) for c in chapters)
-    _isolate = isolate
-    _loaded.clear()
-
-
-def load(module_name: str):
-    """The module under test: `module_name` itself, or the exercise generated from it."""
-    if _impl == "solution":
-        return importlib.import_module(module_name)
-    if module_name not in _loaded:
-        ch = next((c for c in CHAPTERS if c.solution_module == module_name), None)
-        if ch is None or (_chapters is not None and ch.number not in _chapters):
-            return importlib.import_module(module_name)  # not under test: the library
-        from .chapters import find_root
-
-        path = ch.exercise_path(_root or find_root())
-        try:
-            spec = importlib.util.spec_from_file_location(f"exercise_{ch.slug}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # numba looks functions' modules up here
-            spec.loader.exec_module(module)
-        except Exception as exc:  # a learner's syntax error must fail that chapter's tests only
-            module = _Unloadable(path, exc)
-        else:
-            if _isolate in ch.exercises:
-                library = importlib.import_module(module_name)
-                for name in ch.exercises:
-                    if name != _isolate:  # before any kernel compiles, so kernels see these
-                        setattr(module, name, getattr(library, name))
-        _loaded[module_name] = module
-    return _loaded[module_name]
-
-
-class _Unloadable:
-    """Stands in for an exercise file that cannot be imported: every use says why."""
-
-    def __init__(self, path, error):
-        self._message = f"could not import {path}: {type(error).__name__}: {error}"
-
-    def __getattr__(self, name):
-        raise RuntimeError(self._message)
+def exercise_environment(root: Path, chapters=None, isolate: str | None = None) -> dict[str, str]:
+    """Environment variables that make `import tutorial` load the learner's exercise files of
+    `chapters` (numbers; None: all) under `root` as the library's lesson modules. `isolate`:
+    of its chapter's exercises, only this one comes from the learner; the others from the
+    library."""
+    wanted = None if chapters is None else {str(c).zfill(2) for c in chapters}
+    files = {lesson.module: ch.exercise_path(root, lesson) for ch in CHAPTERS if wanted is None or ch.number in wanted
+             for lesson in ch.exercised}
+    env = {swap.FILES_VAR: swap.encode_files(files), swap.LIBRARY_VAR: ""}
+    if isolate is not None:
+        others = [name for name in chapter_of_exercise(isolate).exercises if name != isolate]
+        env[swap.LIBRARY_VAR] = ",".join(others)
+    return env
 
 
 # -- messages a learner can act on --------------------------------------------------------
@@ -207,7 +163,7 @@ class ReportPlugin:
         self._write(finished=True)
 
 
-def pytest_configure(config):  # used when this module is loaded with `-p tutorial.grading`
+def pytest_configure(config):  # used when this module is loaded with `-p tutorial.course.grading`
     path = os.environ.get("TUTORIAL_GRADE_REPORT")
     if path:
         done = set(json.loads(Path(path).read_text())["results"]) if Path(path).exists() else set()
@@ -221,10 +177,10 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
                      max_restarts: int = 50, exercise: str | None = None, isolate: str | None = None) -> dict:
     """Run the graded tests in fresh processes; return {nodeid: {exercise, shows, outcome, message}}.
 
-    `ch`: only this chapter's tests, with only its exercise file swapped in (None: every
+    `ch`: only this chapter's tests, with only its exercise files swapped in (None: every
     chapter's, in one run). `exercise`: only the tests of that exercise (or of several, comma
     separated). `isolate`: that exercise from the learner's file, the chapter's other
-    exercises from the library.
+    exercises from the library (see [`exercise_environment`][]).
 
     The grader watches the clock itself: a learner's endless loop in compiled code holds the
     GIL, so no timer inside the test process could interrupt it. A test that runs longer than
@@ -234,15 +190,17 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         env = dict(os.environ, TUTORIAL_GRADE_REPORT=str(report))
+        env.pop(swap.FILES_VAR, None)
+        env.pop(swap.LIBRARY_VAR, None)
+        if impl == "exercise":  # set before the test process first imports tutorial
+            env.update(exercise_environment(root, None if ch is None else [ch.number], isolate))
         cmd = [sys.executable, "-m", "pytest", str(root / "tests"), "-q", "-p", "no:cacheprovider",
-               "-p", "tutorial.grading", f"--impl={impl}", "-m", "graded", "--rootdir", str(root),
+               "-p", "tutorial.course.grading", f"--impl={impl}", "-m", "graded", "--rootdir", str(root),
                "-o", "addopts=", "-p", "no:timeout", "--continue-on-collection-errors"]
         if ch is not None:
             cmd += ["--chapter", ch.number]
         if exercise is not None:
             cmd += ["--exercise", exercise]
-        if isolate is not None:
-            cmd += ["--isolate", isolate]
         for _ in range(max_restarts):
             code, output = _run_watched(cmd, root, env, report, timeout_s)
             if not report.exists():
@@ -326,34 +284,58 @@ def _blame_dependencies(ch: Chapter, exercises: dict[str, dict], rerun) -> None:
             e["first_failure"] = (alone["first_failure"] or e["first_failure"]) + f"\n(and {first}, which it calls, {why})"
 
 
-def _compile_error(path: Path) -> str | None:
+_IMPORT_CHECK = """
+import importlib, json, os, sys, traceback
+try:
+    import tutorial
+    from tutorial.runtime import swap
+    for module in swap.decode_files(os.environ[swap.FILES_VAR]):
+        importlib.import_module(module)
+except BaseException as exc:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in sys.argv[1:]]
+    line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else (frames[-1].lineno if frames else None)
+    where = getattr(exc, "filename", None) or (frames[-1].filename if frames else "")
+    print(json.dumps({"error": f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}", "line": line,
+                      "file": where}))
+"""
+
+
+def import_problem(ch: Chapter, root: Path, timeout_s: float = 120) -> str | None:
+    """Why the chapter's exercise files do not import as the library's modules, or None if they
+    do: a syntax error, or an exception while the file runs (in a separate process)."""
+    paths = [str(p.resolve()) for p in ch.exercise_paths(root)]
+    env = dict(os.environ, **exercise_environment(root, [ch.number]))
     try:
-        compile(path.read_text(), str(path), "exec")
-    except SyntaxError as exc:
-        return f"{path.name} does not compile: {type(exc).__name__}: {exc.msg} (line {exc.lineno})"
-    return None
+        proc = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, *paths], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"importing the exercise file took more than {timeout_s:g} s: an endless loop at module level?"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return None if proc.returncode == 0 else f"importing the exercise files crashed (exit code {proc.returncode})"
+    found = json.loads(lines[-1])
+    name = Path(found["file"]).name if found["file"] else "an exercise file"
+    where = f" (line {found['line']})" if found["line"] else ""
+    return f"{name} does not import: {found['error']}{where}"
 
 
 def grade_chapter(ch: Chapter, root: Path, exercise: str | None = None, timeout_s: float = 120) -> dict[str, dict]:
-    """Grade one chapter's exercise file (or one exercise of it): {exercise: summary}."""
-    path = ch.exercise_path(root)
+    """Grade one chapter's exercise files (or one exercise): {exercise: summary}."""
     names = [exercise] if exercise else list(ch.exercises)
-    problem = (f"{path} is missing: `fp8-tutorial exercises` writes it" if not path.exists()
-               else _compile_error(path))
+    missing = [p for p in ch.exercise_paths(root) if not p.exists()]
+    problem = (f"{missing[0]} is missing: `fp8-tutorial exercises` writes it" if missing
+               else import_problem(ch, root, timeout_s))
     if problem is None:  # one exercise is graded with those it builds on, to know if they fail
         wanted = None if exercise is None else ",".join([exercise, *ch.needs(exercise)])
         results = run_graded_tests(ch, root, timeout_s=timeout_s, exercise=wanted)
         uncollected = [r for r in results.values() if r["exercise"] is None]
-        ours = [r for r in uncollected if f"could not import {path}" in r["message"]]
-        if ours:  # the chapter's test file could not even be collected: its exercise does not import
-            problem = ours[0]["message"].removeprefix("RuntimeError: ")
-        elif uncollected:  # not the learner's doing: say so rather than charge their grade
+        if uncollected:  # not the learner's doing (their files imported): say so rather than charge their grade
             raise RuntimeError(f"the graded tests could not be collected: {uncollected[0]['shows']}: "
                                f"{uncollected[0]['message']}")
     if problem is not None:
         return {n: {"passed": 0, "failed": 0, "not_attempted": 0, "status": "failed", "first_failure": problem}
                 for n in names}
-    exercises = summarize(results, untouched(path))
+    exercises = summarize(results, set().union(*(untouched(p) for p in ch.exercise_paths(root))))
     _blame_dependencies(ch, exercises, lambda name: run_graded_tests(
         ch, root, timeout_s=timeout_s, exercise=name, isolate=name))
     return {n: exercises[n] for n in names if n in exercises}

@@ -112,7 +112,7 @@ def _skipped_notes(rows: list[dict]) -> list[str]:
 def throughput_plot(results: dict, *, x: str = "bytes", y: str = "tbps",
                     recorded: bool = False) -> Figure:
     """Throughput against size, one line per row label; peers dashed; the copy roofline as a
-    horizontal line (for ``y="tbps"``). ``results`` is a dict from [`load_results`][tutorial.bench.load_results].
+    horizontal line (for ``y="tbps"``). ``results`` is a dict from [`load_results`][tutorial.perf.timing.load_results].
     Pass ``recorded=True`` when showing a stored run on a machine other than the one that made it.
     Rows that were not run are listed once each, under the plot. The y axis turns logarithmic
     when the values span more than two decades.
@@ -219,7 +219,7 @@ def results_figure(results: dict, *, recorded: bool = False) -> Figure:
 def redraw(path: Path | str) -> Path:
     """Draw the PNG beside a recorded results file (``results/<gpu>/<name>.json``) again, from
     the file alone: no GPU, nothing timed. Returns the PNG's path."""
-    from .bench import load_results
+    from .timing import load_results
 
     path = Path(path)
     return save(results_figure(load_results(path)), path.with_suffix(".png"))

@@ -16,17 +16,19 @@ memory transaction.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import cuda, float32, uint32
 
-from . import fp8
-from .loads import BF16, aligned16, load4
-from .qtensor import QTensor
-from .reduction import THREADS
-from .scaling import (as_device_float, cached_kernel, finite_amax, grid_blocks, loader, quotient_encoder,
-                      scale_from_amax, widen_bf16)
+from .. import fp8, fp8_hardware
+from ..qtensor import QTensor
+from ..reduction import THREADS
+from ..runtime.launch import as_device
+from ..runtime.loads import BF16, aligned16, load4, widen_bf16
+from .common import finite_amax, loader, scale_rule, stride_blocks
+from .encoders import quotient_encoder
 
 
 @cuda.jit(device=True)
@@ -40,26 +42,26 @@ def pack4(c0, c1, c2, c3):
 
 
 MIN_SCALE, MAX_SCALE = 2.0**-126, 2.0**126  # the static scales the encoders take (see quantize_per_tensor)
-_word_encoders: dict = {}
 
 
+@functools.cache
 def word_encoder(encode):
     """The device function `encode4(a, b, c, d, scale)`: the uint32 word of the codes of a, b,
     c, d (a in the low byte), each encoded with `encode(x, scale)`. The hardware encoders have a
-    version that converts two values per `cvt` instruction (`tutorial.fp8`); any other encoder
-    is applied four times and packed with [`pack4`][]. Same codes either way."""
-    paired = fp8.WORD_ENCODERS.get(encode)
+    version that converts two values per `cvt` instruction (`tutorial.fp8_hardware`); any
+    other encoder is applied four times and packed with [`pack4`][]. Same codes either way."""
+    paired = fp8_hardware.WORD_ENCODERS.get(encode)
     if paired is not None:
         return paired
-    if encode not in _word_encoders:
-        @cuda.jit(device=True)
-        def encode4(a, b, c, d, scale):
-            return pack4(encode(a, scale), encode(b, scale), encode(c, scale), encode(d, scale))
 
-        _word_encoders[encode] = encode4
-    return _word_encoders[encode]
+    @cuda.jit(device=True)
+    def encode4(a, b, c, d, scale):
+        return pack4(encode(a, scale), encode(b, scale), encode(c, scale), encode(d, scale))
+
+    return encode4
 
 
+@functools.cache
 def per_tensor_kernel(fmt, dynamic: bool):
     """`codes[i] = encode(x[i] / scale)` over 1-D x, one element per thread per trip.
 
@@ -70,20 +72,18 @@ def per_tensor_kernel(fmt, dynamic: bool):
     encode = quotient_encoder(fmt)
     fmax = float32(fmt.max)
 
-    def build():
-        @cuda.jit
-        def kernel(x, amax_or_scale, codes, scales):
-            scale = scale_from_amax(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
-            if cuda.grid(1) == 0:
-                scales[0] = scale
-            for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-                codes[i] = encode(x[i], scale)
+    @cuda.jit
+    def kernel(x, amax_or_scale, codes, scales):
+        scale = scale_rule(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
+        if cuda.grid(1) == 0:
+            scales[0] = scale
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            codes[i] = encode(x[i], scale)
 
-        return kernel
-
-    return cached_kernel(("tensor", fmt.name, dynamic), build)
+    return kernel
 
 
+@functools.cache
 def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4):
     """The same 4 elements at a time: thread t handles words t, t + gridsize, ...
 
@@ -99,22 +99,19 @@ def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4):
     encode4 = word_encoder(quotient_encoder(fmt))
     fmax = float32(fmt.max)
 
-    def build():
-        @cuda.jit
-        def kernel(x, amax_or_scale, words, scales):
-            # BEGIN SOLUTION: the scale (from the amax with scale_from_amax if dynamic, else as given); thread 0 stores it in scales[0]; a grid-stride loop over the words: load the 4 values of word g, store their encode4 word
-            scale = scale_from_amax(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
-            start = cuda.grid(1)
-            if start == 0:
-                scales[0] = scale
-            for g in range(start, words.size, cuda.gridsize(1)):
-                a, b, c, d = load(x, 4 * g)
-                words[g] = encode4(a, b, c, d, scale)
-            # END SOLUTION
+    @cuda.jit
+    def kernel(x, amax_or_scale, words, scales):
+        # BEGIN SOLUTION: the scale (from the amax with scale_rule if dynamic, else as given); thread 0 stores it in scales[0]; a grid-stride loop over the words: load the 4 values of word g, store their encode4 word
+        scale = scale_rule(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
+        start = cuda.grid(1)
+        if start == 0:
+            scales[0] = scale
+        for g in range(start, words.size, cuda.gridsize(1)):
+            a, b, c, d = load(x, 4 * g)
+            words[g] = encode4(a, b, c, d, scale)
+        # END SOLUTION
 
-        return kernel
-
-    return cached_kernel(("tensor4", fmt.name, dynamic, load.__name__), build)
+    return kernel
 
 
 def per_tensor_into(flat, given, codes, scales, fmt, dynamic: bool):
@@ -124,11 +121,11 @@ def per_tensor_into(flat, given, codes, scales, fmt, dynamic: bool):
     if aligned16(flat) and flat.size % 4 == 0:
         words = codes.view(np.uint32)
         kernel = per_tensor_kernel_vec4(fmt, dynamic, loader(flat))
-        kernel[grid_blocks(flat.size), THREADS](flat, given, words, scales)
+        kernel[stride_blocks(flat.size), THREADS](flat, given, words, scales)
     else:
         if np.dtype(flat.dtype) == BF16:
             flat = widen_bf16(flat)
-        per_tensor_kernel(fmt, dynamic)[grid_blocks(flat.size), THREADS](flat, given, codes, scales)
+        per_tensor_kernel(fmt, dynamic)[stride_blocks(flat.size), THREADS](flat, given, codes, scales)
 
 
 def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
@@ -136,7 +133,7 @@ def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
     `x`; a positive float: static. Returns a QTensor on the host for numpy input, on the
     device for device input."""
     fmt = fp8.as_format(fmt)
-    d, from_host = as_device_float(x, "quantize_per_tensor")
+    d, from_host = as_device(x, "quantize_per_tensor")
     if scale is not None and not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"quantize_per_tensor: scale must be a positive finite number, got {scale!r}")
     if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
@@ -167,7 +164,7 @@ def calibrate(batches, percentile: float = 99.9) -> float:
         raise ValueError(f"calibrate: percentile must be in (0, 100], got {percentile!r}")
     maxima = []
     for k, batch in enumerate(batches):
-        d, _ = as_device_float(batch, f"calibrate (batch {k})")
+        d, _ = as_device(batch, f"calibrate (batch {k})")
         if not d.is_c_contiguous():
             raise ValueError(f"calibrate: batch {k} must be contiguous")
         maxima.append(float(finite_amax(d.reshape(math.prod(d.shape))).copy_to_host()[0]))
@@ -176,4 +173,5 @@ def calibrate(batches, percentile: float = 99.9) -> float:
     return float(np.percentile(maxima, percentile))
 
 
-__all__ = ["quantize_per_tensor", "calibrate", "pack4", "word_encoder", "per_tensor_into"]
+__all__ = ["quantize_per_tensor", "calibrate", "pack4", "word_encoder", "per_tensor_into", "per_tensor_kernel",
+           "per_tensor_kernel_vec4"]

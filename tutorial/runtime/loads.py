@@ -20,6 +20,7 @@ from numba import cuda, uint32
 
 from .bitcast import bits_float32
 from .device import ON_SIMULATOR
+from .launch import grid_blocks
 
 BF16 = np.dtype(np.uint16)  # how a bfloat16 array is held on the device: its bit patterns
 _LOAD_BYTES = {np.dtype(np.float32): 16, BF16: 8}
@@ -104,3 +105,18 @@ else:
         lo, hi = _load_words2(arr, i)  # little-endian: element i is the low half of `lo`
         return (bits_float32(lo << uint32(16)), bits_float32(lo & uint32(0xFFFF0000)),
                 bits_float32(hi << uint32(16)), bits_float32(hi & uint32(0xFFFF0000)))
+
+
+@cuda.jit
+def _widen_bf16_kernel(bits, out):
+    for i in range(cuda.grid(1), bits.size, cuda.gridsize(1)):
+        out[i] = bf16_to_float32(bits[i])
+
+
+def widen_bf16(d):
+    """A float32 copy of bfloat16 bits `d` (any shape; exact): for kernels that read elements one
+    by one and do not decode bfloat16 themselves."""
+    threads = 64 if ON_SIMULATOR else 256
+    out = cuda.device_array(d.shape, np.float32)
+    _widen_bf16_kernel[grid_blocks(out.size, threads * 4), threads](d.reshape(out.size), out.reshape(out.size))
+    return out

@@ -1,0 +1,103 @@
+"""The `fp8-tutorial` command (also `python -m tutorial`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..version import __version__
+from . import doctor as doctor_module
+
+
+def doctor(args) -> int:
+    return doctor_module.run(args.json)
+
+
+def exercises(args) -> int:
+    from .chapters import find_root
+    from .exercises import stale, write_all
+
+    root = find_root()
+    if args.check:
+        old = stale(root)
+        for path in old:
+            print(f"stale: {path.relative_to(root)} (run `fp8-tutorial exercises`)")
+        return 1 if old else 0
+    kept = False
+    for path, what in write_all(root, force=args.force):
+        print(f"{path.relative_to(root)}: {what}")
+        kept |= what.startswith("kept")
+    return 1 if kept else 0
+
+
+def grade(args) -> int:
+    from .grading import grade as run_grader
+
+    try:
+        text, _, ok = run_grader(args.chapter, args.exercise)
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:
+        print(f"fp8-tutorial grade: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0 if ok else 1
+
+
+def demo(args) -> int:
+    from .demo import run
+
+    return run(args.out)
+
+
+def bench_command(args) -> int:
+    from ..perf.sweeps import run
+    from ..perf.timing import SimulatorTimingError
+
+    try:
+        paths = run(args.chapter)
+    except (SimulatorTimingError, ValueError) as exc:
+        print(f"fp8-tutorial: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path} and {path.with_suffix('.png').name}")
+    return 0
+
+
+def verify_fp8(args) -> int:
+    from ..perf.exhaustive import main as run_exhaustive_check
+
+    return run_exhaustive_check(args.out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fp8-tutorial", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("doctor", help="which device mode is active and why, versions, known problems")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=doctor)
+    p = sub.add_parser("demo", help="run every chapter, check each kernel, print a summary, write figures")
+    p.add_argument("--out", default="fp8-tutorial-demo", help="folder for the figures (default: %(default)s)")
+    p.set_defaults(run=demo)
+    p = sub.add_parser("bench", help="GPU only: a chapter's benchmark sweep, recorded as JSON and PNG under results/")
+    p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
+    p.set_defaults(run=bench_command)
+    p = sub.add_parser("exercises", help="bring every chapter's exercise.py up to date with the solutions "
+                       "(files holding your edits are kept)")
+    p.add_argument("--check", action="store_true", help="only report exercise files that are stale")
+    p.add_argument("--force", action="store_true",
+                   help="also replace files holding your edits (each is saved beside it as a .bak file first)")
+    p.set_defaults(run=exercises)
+    p = sub.add_parser("grade", help="run the graded tests against your exercise files and report "
+                       "(exit code 0 only if everything passed)")
+    p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
+    p.add_argument("exercise", nargs="?", help="one exercise of that chapter, such as warp_max (default: all)")
+    p.set_defaults(run=grade)
+    p = sub.add_parser("verify-fp8", help="GPU only: compare the FP8 encoders with ml_dtypes on all 2^32 float32 patterns")
+    p.add_argument("--out", help="also write the JSON result here")
+    p.set_defaults(run=verify_fp8)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

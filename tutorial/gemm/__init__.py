@@ -1,0 +1,135 @@
+"""Chapter 05: scaled GEMM. [`scaled_matmul`][] multiplies two FP8 QTensors of any
+granularity; [`matmul_float32`][] runs the float32 progression. This module only chooses: the
+kernels are in [`cuda_core`][tutorial.gemm.cuda_core] (naive, tiled and register-blocked, on
+the CUDA cores) and [`tensor_core`][tutorial.gemm.tensor_core] (`mma.sync` on the tensor
+cores, [`mma`][tutorial.gemm.mma] the instruction), with [`plan`][tutorial.gemm.plan] for
+the "rescale" mode, [`tiling`][tutorial.gemm.tiling] for the shapes of their work and
+[`operands`][tutorial.gemm.operands] for getting the operands onto the device.
+
+`scaled_matmul` picks "rescale" on tensor cores and "promote" on CUDA cores when the blocks
+allow it, else "dequant"; the tensor cores where the GPU has FP8 ones (compute capability >=
+8.9) and the mode allows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from ..qtensor import QTensor
+from ..runtime.device import ON_SIMULATOR, hardware_fp8_available
+from .cuda_core import CUDA_CORE_MODES, blocked_kernel, launch_float32, launch_scaled, naive_kernel, tiled_kernel
+from .operands import device_array, scales_and_blocks
+from .plan import plan_kernel, rescale_plan
+from .tensor_core import TENSOR_CORE_MODES, MmaVariant, launch_tensor_core, mma_kernel
+from .tiling import (GPU_MMA_TILING, GPU_TILING, MAX_REGISTERS, MMA_TILING, SIM_MMA_TILING, SIM_TILING, TILE,
+                     TILING, MmaTiling, Tiling, promotion_k)
+
+MODES = ("dequant", "promote", "rescale", "epilogue")
+KERNELS = ("auto", "cuda_core", "tensor_core")
+
+
+def tensor_cores_available() -> bool:
+    """Whether the tensor-core kernel can run: a GPU with FP8 tensor cores (compute
+    capability >= 8.9), or the simulator, which emulates the instruction."""
+    return ON_SIMULATOR or hardware_fp8_available()
+
+
+def matmul_float32(a, b, kernel: str = "blocked"):
+    """float32 C = A @ B with one of the progression's kernels: "naive", "tiled", "blocked"."""
+    a_d, b_d = (device_array(np.asarray(x, np.float32) if not hasattr(x, "copy_to_host") else x) for x in (a, b))
+    m, k = a_d.shape
+    k2, n = b_d.shape
+    if k != k2:
+        raise ValueError(f"matmul_float32: inner dimensions differ: a is {m}x{k}, b is {k2}x{n}")
+    c = cuda.device_array((m, n), np.float32)
+    launch_float32(kernel, a_d, b_d, c)
+    return c.copy_to_host() if not hasattr(a, "copy_to_host") else c
+
+
+def check_operands(a, b):
+    """The checks of [`scaled_matmul`][]'s operands."""
+    if not isinstance(a, QTensor) or not isinstance(b, QTensor):
+        raise ValueError(f"scaled_matmul: a and b must be QTensors, got {type(a).__name__} and {type(b).__name__}")
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise ValueError(f"scaled_matmul: a and b must be 2-D, got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"scaled_matmul: inner dimensions differ: a is {a.shape[0]}x{a.shape[1]}, "
+                         f"b is {b.shape[0]}x{b.shape[1]}")
+
+
+def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, kernel: str = "auto",
+                  tiling=None):
+    """C = dequantize(a) @ dequantize(b), float32 accumulation, on the GPU (or the simulator).
+
+    ```text
+    C[m, n] = sum_k decode(a.codes[m, k]) * a.scales[m // a.block[0], k // a.block[1]]
+                    * decode(b.codes[k, n]) * b.scales[k // b.block[0], n // b.block[1]]
+    ```
+
+    for a (M, K) and b (K, N) of any granularity (per-tensor, per-row of a, per-column of b,
+    1 x 128 a with 128 x 128 b, other blocks).
+
+    Args:
+        a: the (M, K) operand.
+        b: the (K, N) operand.
+        mode: "promote" or "rescale" (tensor cores only) where both operands' scales are
+            constant over K-blocks (the default then: "rescale" on tensor cores, "promote" on
+            CUDA cores), "dequant" (always exact; the default otherwise), or "epilogue" (exact
+            only for scales that do not vary along K).
+        out: a float32 (M, N) device array to write C into.
+        kernel: "tensor_core" ([`mma_kernel`][tutorial.gemm.tensor_core.mma_kernel]; not for
+            "dequant"), "cuda_core" ([`blocked_kernel`][tutorial.gemm.cuda_core.blocked_kernel];
+            not for "rescale") or "auto": the tensor cores on a GPU
+            that has FP8 ones, where the mode allows; the CUDA-core kernel on the simulator
+            (its emulated tensor cores are slow; "rescale" still gets them) and elsewhere.
+        tiling: a [`Tiling`][tutorial.gemm.tiling.Tiling] or
+            [`MmaTiling`][tutorial.gemm.tiling.MmaTiling], which picks its kernel.
+
+    Returns:
+        A numpy array for host QTensors, a device array for device ones (or `out`, if given).
+    """
+    check_operands(a, b)
+    if kernel not in KERNELS:
+        raise ValueError(f"scaled_matmul: kernel must be one of {KERNELS}, got {kernel!r}")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"scaled_matmul: mode must be one of {MODES}, got {mode!r}")
+    if kernel == "auto" and tiling is not None:  # a tiling names its kernel
+        kernel = "tensor_core" if isinstance(tiling, MmaTiling) else "cuda_core"
+    if tiling is not None and isinstance(tiling, MmaTiling) != (kernel == "tensor_core"):
+        raise ValueError(f"scaled_matmul: kernel {kernel!r} does not take a {type(tiling).__name__}")
+    if kernel == "auto":
+        tc_kb = promotion_k(a, b, MMA_TILING)
+        usable = mode == "epilogue" or (mode in (None, "promote", "rescale") and tc_kb)
+        only_tc = mode == "rescale" and tensor_cores_available()  # the simulator emulates them
+        kernel = "tensor_core" if usable and (hardware_fp8_available() or only_tc) else "cuda_core"
+    if kernel == "tensor_core" and not tensor_cores_available():
+        raise ValueError("scaled_matmul: kernel 'tensor_core' needs a GPU of compute capability >= 8.9")
+    tiling = tiling or (MMA_TILING if kernel == "tensor_core" else TILING)
+    kb = promotion_k(a, b, tiling)
+    if mode is None:
+        mode = ("rescale" if kernel == "tensor_core" else "promote") if kb else "dequant"
+    if mode in ("promote", "rescale") and not kb:
+        raise ValueError(f"scaled_matmul: mode {mode!r} needs K-blocks of constant scales: a.block {a.block} and "
+                         f"b.block {b.block} along K are not multiples of one K-block that the kernel's K step "
+                         f"({tiling.step}) divides")
+    if kernel == "tensor_core" and mode == "dequant":
+        raise ValueError("scaled_matmul: the tensor cores take the codes as they are: mode 'dequant' needs "
+                         "kernel='cuda_core'")
+    if kernel == "cuda_core" and mode == "rescale":
+        raise ValueError("scaled_matmul: mode 'rescale' is the tensor-core kernel's (kernel='tensor_core')")
+    on_host = not hasattr(a.codes, "copy_to_host")
+    m, n = a.shape[0], b.shape[1]
+    c = out if out is not None else cuda.device_array((m, n), np.float32)
+    scales, blocks = scales_and_blocks(a, b)
+    if kernel == "tensor_core":
+        launch_tensor_core(a, b, scales, blocks, c, mode, kb, tiling)
+    else:
+        launch_scaled(a, b, scales, blocks, c, mode, kb, tiling)
+    return c.copy_to_host() if on_host and out is None else c
+
+
+__all__ = ["scaled_matmul", "matmul_float32", "naive_kernel", "tiled_kernel", "blocked_kernel", "mma_kernel",
+           "MmaVariant", "plan_kernel", "rescale_plan", "launch_float32", "Tiling", "MmaTiling", "TILING",
+           "MMA_TILING", "GPU_TILING", "SIM_TILING", "GPU_MMA_TILING", "SIM_MMA_TILING", "TILE", "MAX_REGISTERS",
+           "MODES", "CUDA_CORE_MODES", "TENSOR_CORE_MODES", "KERNELS", "promotion_k", "tensor_cores_available"]
