@@ -203,7 +203,8 @@ def test_one_exercise_graded_by_name_and_exit_code_zero_when_it_passes(tmp_path,
     assert proc.returncode == 2 and "an exercise of chapter 00" in proc.stderr
 
 
-@pytest.mark.parametrize("exercise", ["warp_max", "pack4", "row_group_kernel", "tile_kernel"])
+@pytest.mark.parametrize("exercise", ["warp_max", "pack4", "row_group_kernel", "tile_kernel", "load_fragment_a",
+                                      "load_fragment_b"])
 def test_each_graded_test_counts_for_the_exercise_it_exercises(exercise, tmp_path, on_path):
     """With only `exercise` solved, every test counted for it passes: none of them needs
     another exercise of the chapter (the tests that do are those of exercises that build on it)."""
@@ -211,6 +212,34 @@ def test_each_graded_test_counts_for_the_exercise_it_exercises(exercise, tmp_pat
     _, graded, _ = grading.grade(exercise=exercise, root=root)
     (summary,) = graded.values()
     assert summary[exercise]["status"] == "passed", summary[exercise]
+
+
+def run_with_exercises(root, chapters, code):
+    """Run `code` in a fresh Python whose `tutorial` loads the chapters' exercise files under `root`."""
+    env = dict(os.environ, **grading.exercise_environment(root, chapters))
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_the_learners_code_runs_wherever_the_library_uses_it(tmp_path, on_path):
+    """The exercise file is loaded as the lesson module itself: the library's own entry points
+    (tutorial.absmax; the tensor-core kernel behind scaled_matmul) run the learner's code."""
+    root = make_course(tmp_path / "course", solved={"warp_max", "block_max", "absmax_kernel", "load_fragment_a",
+                                                     "load_fragment_b"})
+    edit(first_file(CHAPTERS[1], root), "    finish_grid_max(m, partials, counter, out)",
+         "    finish_grid_max(m + float32(42.0), partials, counter, out)")  # the learner's bug
+    proc = run_with_exercises(root, ["01"], "import tutorial; print(tutorial.absmax([1.0, -2.0]))")
+    assert proc.stdout.strip() == "44.0", proc.stderr
+    mma_file = CHAPTERS[5].exercise_path(root, CHAPTERS[5].lesson_of("load_fragment_a"))
+    edit(mma_file, "sa[row0 + g, word0 + t + 4], sa[row0 + g + 8, word0 + t + 4])",
+         "sa[row0 + g + 8, word0 + t + 4], sa[row0 + g, word0 + t + 4])")  # a2 and a3 swapped
+    code = ("import numpy as np, tutorial; from tutorial.reference import blockwise_reference, scaled_matmul_reference\n"
+            "rng = np.random.default_rng(0); a, b = rng.standard_normal((16, 64)), rng.standard_normal((64, 8))\n"
+            "qa, qb = blockwise_reference(a, (1, 64)), blockwise_reference(b, (64, 8))\n"
+            "c = tutorial.scaled_matmul(qa, qb, 'promote', kernel='tensor_core')\n"
+            "print(np.abs(c - scaled_matmul_reference(qa, qb)).max() > 1e-3)")
+    proc = run_with_exercises(root, ["05"], code)
+    assert proc.stdout.strip() == "True", proc.stderr  # the swapped registers show in C
 
 
 def test_an_exercise_that_fails_only_because_of_one_it_builds_on_is_blocked(tmp_path, on_path):

@@ -154,20 +154,26 @@ def test_fragment_maps_cover_each_matrix_once():
 
 
 @cuda.jit
-def fragment_loads(tile, row0, word0, a_regs, b_regs):
-    """One warp loads its fragments of the piece of `tile` at (row0, word0), as A and as B."""
+def fragment_a_loads(tile, row0, word0, regs):
+    """One warp loads its A fragments of the piece of `tile` at (row0, word0)."""
     lane = cuda.threadIdx.x
-    a_regs[lane, 0], a_regs[lane, 1], a_regs[lane, 2], a_regs[lane, 3] = mma.load_fragment_a(tile, row0, word0, lane)
-    b_regs[lane, 0], b_regs[lane, 1] = mma.load_fragment_b(tile, row0, word0, lane)
+    regs[lane, 0], regs[lane, 1], regs[lane, 2], regs[lane, 3] = mma.load_fragment_a(tile, row0, word0, lane)
 
 
-def loaded_fragments(row0, word0):
+@cuda.jit
+def fragment_b_loads(tile, row0, word0, regs):
+    """One warp loads its B fragments of the piece of `tile` at (row0, word0), B staged transposed."""
+    lane = cuda.threadIdx.x
+    regs[lane, 0], regs[lane, 1] = mma.load_fragment_b(tile, row0, word0, lane)
+
+
+def loaded_fragments(kernel, registers, row0, word0):
     """A 48 x 24 tile of words, each naming its own place (row * 1000 + word), and the words
-    every lane loaded for the 16 x 32 (A) and 32 x 8 (B, transposed) pieces at (row0, word0)."""
+    every lane loaded with `kernel` for the piece at (row0, word0)."""
     tile = (np.arange(48)[:, None] * 1000 + np.arange(24)[None, :]).astype(np.uint32)
-    a_regs, b_regs = np.zeros((32, 4), np.uint32), np.zeros((32, 2), np.uint32)
-    fragment_loads[1, 32](tile, row0, word0, a_regs, b_regs)
-    return tile, a_regs, b_regs
+    regs = np.zeros((32, registers), np.uint32)
+    kernel[1, 32](tile, row0, word0, regs)
+    return tile, regs
 
 
 PIECES = pytest.mark.parametrize("row0, word0", [(0, 0), (16, 8)],
@@ -178,7 +184,7 @@ PIECES = pytest.mark.parametrize("row0, word0", [(0, 0), (16, 8)],
 @PIECES
 def test_load_fragment_a_gives_each_lane_the_words_the_map_names(row0, word0):
     """Each lane's a0..a3 are the words of rows g, g + 8 and k 4t, 16 + 4t of the piece (g = lane // 4)."""
-    tile, a_regs, _ = loaded_fragments(row0, word0)
+    tile, a_regs = loaded_fragments(fragment_a_loads, 4, row0, word0)
     want = np.array([[tile[row0 + r, word0 + k // 4] for r, k in mma.fragment_a(lane)] for lane in range(32)],
                     np.uint32)
     grading.assert_array_matches(a_regs, want, what="A fragment words (row * 1000 + word) by [lane, register]")
@@ -188,7 +194,7 @@ def test_load_fragment_a_gives_each_lane_the_words_the_map_names(row0, word0):
 @PIECES
 def test_load_fragment_b_gives_each_lane_the_words_the_map_names(row0, word0):
     """Each lane's b0, b1 are the words of column g and k 4t, 16 + 4t of the piece, B staged transposed."""
-    tile, _, b_regs = loaded_fragments(row0, word0)
+    tile, b_regs = loaded_fragments(fragment_b_loads, 2, row0, word0)
     want = np.array([[tile[row0 + n, word0 + k // 4] for k, n in mma.fragment_b(lane)] for lane in range(32)],
                     np.uint32)
     grading.assert_array_matches(b_regs, want, what="B fragment words (column * 1000 + word) by [lane, register]")
