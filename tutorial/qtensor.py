@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import fp8
+from .runtime.launch import as_block
 
 EPS = 2.0**-40  # the smallest amax a scale is taken from (~9e-13; a power of two, exact in float32)
 
@@ -46,7 +47,13 @@ def scale_from_amax(amax, fmt) -> np.ndarray:
 
 @dataclass(frozen=True)
 class QTensor:
-    """FP8 codes and float32 scales; see the module docstring for the meaning."""
+    """FP8 codes and float32 scales; see the module docstring for the meaning.
+
+    Checked at construction, so that a QTensor that exists is valid: `codes` a uint8 array
+    (numpy or device) of any rank, `fmt` a [`Format`][tutorial.fp8.Format] or a name such as
+    "e4m3" (stored as the Format), `block` one positive integer per dimension of `codes`
+    (stored as a tuple of ints), `scales` float32 of shape `ceil(codes.shape / block)`.
+    """
 
     codes: object  # uint8 FP8 bit patterns, the input's shape (numpy or device array)
     scales: object  # float32, shape ceil(codes.shape / block)
@@ -54,9 +61,17 @@ class QTensor:
     block: tuple
 
     def __post_init__(self):
+        for name in ("codes", "scales"):
+            value = getattr(self, name)
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                raise TypeError(f"QTensor: {name} must be an array (numpy or device), got {type(value).__name__}")
         shape = tuple(self.codes.shape)
-        if len(self.block) != len(shape) or any(int(b) <= 0 for b in self.block):
-            raise ValueError(f"QTensor: block {self.block} does not fit codes of shape {shape}")
+        if np.dtype(self.codes.dtype) != np.uint8:
+            raise TypeError(f"QTensor: codes must be uint8 FP8 bit patterns, got dtype {self.codes.dtype}")
+        if np.dtype(self.scales.dtype) != np.float32:
+            raise TypeError(f"QTensor: scales must be float32, got dtype {self.scales.dtype}")
+        object.__setattr__(self, "fmt", fp8.as_format(self.fmt, "QTensor"))
+        object.__setattr__(self, "block", as_block(self.block, "QTensor", len(shape)))
         expected = tuple(-(-n // b) for n, b in zip(shape, self.block))
         if tuple(self.scales.shape) != expected:
             raise ValueError(f"QTensor: scales have shape {tuple(self.scales.shape)}, expected {expected} "
@@ -72,12 +87,11 @@ class QTensor:
         return QTensor(host[0], host[1], self.fmt, self.block)
 
     def scale_per_element(self) -> np.ndarray:
-        """The scale that applies to each element, as a float32 array of the codes' shape."""
-        q = self.to_host()
-        s = q.scales
-        for axis, b in enumerate(self.block):
-            s = np.repeat(s, b, axis=axis)
-        return s[tuple(slice(0, n) for n in self.shape)]
+        """The scale that applies to each element, as a float32 array of the codes' shape (its
+        memory follows the codes, whatever the block)."""
+        scales = self.to_host().scales
+        index = np.ix_(*(np.arange(n) // b for n, b in zip(self.shape, self.block)))
+        return scales[index] if self.shape else scales.copy()
 
     def dequantize(self) -> np.ndarray:
         """`decode(codes) * scale`, in float32, on the host."""

@@ -19,7 +19,7 @@ import numpy as np
 from numba import cuda, float32
 
 from .reduction import THREADS, WARP, absmax4, block_max, nan_max, on_device, warp_max
-from .runtime.launch import grid_blocks
+from .runtime.launch import as_block, grid_blocks
 from .runtime.loads import aligned16
 
 
@@ -146,30 +146,26 @@ def tile_absmax_kernel(x, bm, bn, out):
 
 def absmax_rows(x):
     """`max(|x[i, :]|)` for each row of 2-D `x`: float32[M] (numpy in, numpy out; device stays
-    device)."""
-    rows, cols = _shape2d(x, "absmax_rows")
-    return absmax_blocks(x, (1, cols), _name="absmax_rows").reshape(rows)
+    device). Input as for [`absmax`][tutorial.reduction.absmax]."""
+    d, from_host = on_device(x, "absmax_rows", ndim=2)
+    rows, cols = d.shape
+    out = cuda.device_array((rows, 1), np.float32)
+    absmax_blocks_into(d, 1, cols, out)
+    return out.copy_to_host().reshape(rows) if from_host else out.reshape(rows)
 
 
-def _shape2d(x, name):
-    if len(x.shape) != 2:
-        raise ValueError(f"{name}: x must be 2-D, got shape {tuple(x.shape)}")
-    return x.shape
-
-
-def absmax_blocks(x, block=(1, 128), *, _name="absmax_blocks"):
+def absmax_blocks(x, block=(1, 128)):
     """`max(|x|)` over each `(bm, bn)` tile of 2-D `x`: `float32[ceil(M/bm), ceil(N/bn)]`.
 
-    Edge tiles, where M or N is not a multiple of the block, cover what is left. A row block
-    (`bm == 1`) uses one warp per tile; a taller one, one thread block per tile.
+    Edge tiles, where M or N is not a multiple of the block, cover what is left; a block larger
+    than `x` is one tile of all of it. Input as for [`absmax`][tutorial.reduction.absmax]. A row block (`bm == 1`) uses one warp per tile; a taller
+    one, one thread block per tile.
     """
-    rows, cols = _shape2d(x, _name)
-    bm, bn = (int(b) for b in block)
-    if bm <= 0 or bn <= 0:
-        raise ValueError(f"{_name}: block must be two positive sizes, got {tuple(block)}")
-    d, from_host = on_device(x, _name)
+    bm, bn = as_block(block, "absmax_blocks")
+    d, from_host = on_device(x, "absmax_blocks", ndim=2)
+    rows, cols = d.shape
     out = cuda.device_array((math.ceil(rows / bm), math.ceil(cols / bn)), np.float32)
-    absmax_blocks_into(d, bm, bn, out)
+    absmax_blocks_into(d, min(bm, rows), min(bn, cols), out)  # (memory and time follow x, not the block)
     return out.copy_to_host() if from_host else out
 
 

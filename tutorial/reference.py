@@ -31,12 +31,20 @@ def pow2_scale_from_amax(amax, fmt) -> np.ndarray:
     return np.where(s * fmt.max < a, 2 * s, s).astype(np.float32)
 
 
+def as_float32_values(x) -> np.ndarray:
+    """The values the quantizers see, in float64: float64 input is rounded to float32 first (the
+    kernels compute in float32; a finite float64 beyond float32's range is their error)."""
+    x = np.asarray(x)
+    return (x.astype(np.float32) if x.dtype == np.float64 else x).astype(np.float64)
+
+
 def blockwise_reference(x, block, fmt="e4m3", pow2_scales=False) -> QTensor:
     """One scale per `block` tile of `x` (any rank); edge tiles are smaller."""
     fmt = fp8.as_format(fmt)
-    x = np.asarray(x, np.float64)
-    padded = np.pad(x, [(0, -n % b) for n, b in zip(x.shape, block)])  # zeros never raise an amax
-    tiles = padded.reshape([d for n, b in zip(padded.shape, block) for d in (n // b, b)])
+    x = as_float32_values(x)
+    tile = [min(b, n) for n, b in zip(x.shape, block)]  # a block past the edge is one block: the tensor's size
+    padded = np.pad(x, [(0, -n % b) for n, b in zip(x.shape, tile)])  # zeros never raise an amax
+    tiles = padded.reshape([d for n, b in zip(padded.shape, tile) for d in (n // b, b)])
     amax = finite_amax(tiles, axis=tuple(range(1, 2 * x.ndim, 2)))
     scales = (pow2_scale_from_amax if pow2_scales else scale_from_amax)(amax, fmt)
     per_element = QTensor(np.zeros(x.shape, np.uint8), scales, fmt, tuple(block)).scale_per_element()
@@ -50,7 +58,7 @@ def per_tensor_reference(x, fmt="e4m3", scale=None) -> QTensor:
         return blockwise_reference(x, x.shape, fmt)
     fmt = fp8.as_format(fmt)
     scale = np.float32(scale)
-    codes = fp8.encode(np.asarray(x, np.float64) / np.float64(scale), fmt)
+    codes = fp8.encode(as_float32_values(x) / np.float64(scale), fmt)
     return QTensor(codes, np.full((1,) * x.ndim, scale, np.float32), fmt, tuple(x.shape))
 
 

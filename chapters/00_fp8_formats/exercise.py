@@ -2,10 +2,10 @@
 # Generated from tutorial.fp8 by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 00`: the graded tests use this file as tutorial.fp8.
 # TODOs:
-#   line  129: round_bits_to_fp8
-#   line  146: round_bits_to_fp8
-#   line  160: fp8_to_float32_bits
-# stub fingerprint: 552ee90bc64db431 (tells `fp8-tutorial exercises` an untouched stub from your work)
+#   line  135: round_bits_to_fp8
+#   line  152: round_bits_to_fp8
+#   line  166: fp8_to_float32_bits
+# stub fingerprint: 4e586fb99eff3ecd (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """The two FP8 formats, and exact encoders and decoders for them.
 
@@ -83,13 +83,19 @@ E5M2 = Format("e5m2", 5, 2, 15, 57344.0, True, 0x7B, 0x7F, ml_dtypes.float8_e5m2
 FORMATS = {"e4m3": E4M3, "e5m2": E5M2}
 
 
-def as_format(fmt) -> Format:
-    """Accept `fp8.E4M3` or the strings "e4m3" / "e5m2"."""
+_NAMES = {"e4m3": E4M3, "e4m3fn": E4M3, "float8_e4m3fn": E4M3, "e5m2": E5M2, "float8_e5m2": E5M2}
+
+
+def as_format(fmt, caller: str | None = None) -> Format:
+    """The Format `fmt` names: `fp8.E4M3` itself, or a name as users type it ("e4m3", "E4M3",
+    "float8_e4m3fn", "e5m2", "float8_e5m2"; any case). `caller` names the function in errors."""
     if isinstance(fmt, Format):
         return fmt
-    if isinstance(fmt, str) and fmt.lower() in FORMATS:
-        return FORMATS[fmt.lower()]
-    raise ValueError(f"fmt must be fp8.E4M3, fp8.E5M2, 'e4m3' or 'e5m2', got {fmt!r}")
+    if isinstance(fmt, str) and fmt.lower() in _NAMES:
+        return _NAMES[fmt.lower()]
+    where = f"{caller}: " if caller else ""
+    raise ValueError(f"{where}fmt must be fp8.E4M3, fp8.E5M2 or a name such as 'e4m3', 'E5M2' or 'float8_e4m3fn', "
+                     f"got {fmt!r}")
 
 
 # -- the rounding, on bit patterns (plain integer arithmetic, any target) ------------------
@@ -257,7 +263,7 @@ def encode(x, fmt=E4M3) -> np.ndarray:
     `codes.view(fmt.ml_dtype)` gives the same values as ml_dtypes after clipping to +-max
     (the same codes too, but for NaN inputs: see the module docstring).
     """
-    fmt = as_format(fmt)
+    fmt = as_format(fmt, "fp8.encode")
     x = np.asarray(x)
     if x.dtype == ml_dtypes.bfloat16:
         x = x.astype(np.float32)
@@ -274,7 +280,7 @@ def encode(x, fmt=E4M3) -> np.ndarray:
 
 def decode(codes, fmt=E4M3) -> np.ndarray:
     """float32 values (same shape) of the FP8 codes (a uint8 array, or an ml_dtypes float8 array)."""
-    fmt = as_format(fmt)
+    fmt = as_format(fmt, "fp8.decode")
     codes = np.asarray(codes)
     if codes.dtype in (np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2)):
         if codes.dtype != np.dtype(fmt.ml_dtype):

@@ -5,7 +5,7 @@
 #   line   78: warp_max
 #   line   90: block_max
 #   line  140: absmax_kernel
-# stub fingerprint: 8ac95d64fdbb6bc8 (tells `fp8-tutorial exercises` an untouched stub from your work)
+# stub fingerprint: e514da5ca53256ec (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 01: the absolute-maximum reduction every FP8 scale is computed from.
 
@@ -200,16 +200,18 @@ absmax_kernel_vec4 = max_kernel_vec4(absmax4, abs_at)
 # -- host functions ---------------------------------------------------------------------------
 
 
-def on_device(x, name: str):
+def on_device(x, name: str, ndim: int | None = None):
     """(device array, came_from_host) of a float array for a reduction: checked, and widened to
     float32 if it is bfloat16 (exact; the reductions read elements as float32)."""
-    d, from_host = as_device(x, name)
+    d, from_host = as_device(x, name, ndim=ndim)
     return (widen_bf16(d) if np.dtype(d.dtype) == BF16 else d), from_host
 
 
 def absmax(x):
     """`max(|x|)` over every element of `x`, any shape: a float for a numpy input, a one-element
-    float32 device array (left on the device) for a device input. NaN anywhere gives NaN."""
+    float32 device array (left on the device) for a device input. NaN anywhere gives NaN.
+    Computed in float32: float16 and bfloat16 widen exactly, float64 is rounded to float32 (a
+    finite float64 beyond float32's range is an error)."""
     d, from_host = on_device(x, "absmax")
     if not d.is_c_contiguous():
         raise ValueError(f"absmax: x must be contiguous, got strides {d.strides}")

@@ -4,7 +4,7 @@
 # TODOs:
 #   line  175: row_group_kernel
 #   line  225: tile_kernel
-# stub fingerprint: 3c4d5c08e891a509 (tells `fp8-tutorial exercises` an untouched stub from your work)
+# stub fingerprint: 471147d9c4390a9d (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 04: fine-grained (block) FP8 quantization, DeepSeek-V3 / DeepGEMM style.
 
@@ -46,7 +46,7 @@ from tutorial.qtensor import QTensor
 from tutorial.reduction import FULL_MASK, WARP, block_max, warp_max
 from tutorial.runtime.bitcast import float32_bits
 from tutorial.runtime.device import ON_SIMULATOR
-from tutorial.runtime.launch import as_device, grid_blocks, jit_options, sm_count
+from tutorial.runtime.launch import as_block, as_device, as_size, grid_blocks, jit_options, sm_count
 from tutorial.runtime.loads import BF16, load4, widen_bf16
 from tutorial.quant.common import finite_abs, finite_amax4, loader, pow2_scale_rule, scale_rule, vec4_ready
 from tutorial.quant.encoders import quotient_encoder
@@ -264,16 +264,6 @@ def general_kernel(fmt, pow2=False, encode=None):
 
 # -- host functions ------------------------------------------------------------------------------
 
-def _check_block(block, name):
-    try:
-        bm, bn = (int(b) for b in block)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: block must be two positive sizes (bm, bn), got {block!r}") from None
-    if bm <= 0 or bn <= 0:
-        raise ValueError(f"{name}: block must be two positive sizes (bm, bn), got {tuple(block)}")
-    return bm, bn
-
-
 def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False, encoder="auto"):
     """The launch of [`quantize_blockwise`][] on preallocated device arrays.
 
@@ -309,8 +299,11 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
         raise ValueError(f"quantize_blockwise: layout {layout!r} needs float32 or bfloat16 rows that are whole "
                          f"groups: block (1, bn) with bn in 16, 32, 64 or a multiple of 128, N % bn == 0; "
                          f"got block ({bm}, {bn}) on shape {tuple(d.shape)}")
+    # The tile kernel holds a tile in registers: a block of threads that a row's 4-value groups
+    # divide (whole warps), at most 64 values a thread; other tiles take the general kernel.
     threads = max(TILE_THREADS, bn // 4) if bn % 4 == 0 else 0
-    if fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads <= 1024:
+    if (fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads % WARP == 0 and threads <= 1024
+            and bm * bn <= 64 * threads):
         kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
                              TILE_MAX_REGISTERS if threads == 1024 else None, rows % bm == 0 and cols % bn == 0)
         blocks = min(grid_blocks(scales.size, 1), 4 * sm_count())
@@ -328,8 +321,11 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
 
     Args:
         x: a 2-D float array (float16, bfloat16, float32 or float64), numpy or on the device.
+            float64 is rounded to float32 first; a finite float64 value beyond float32's
+            range is an error.
         block: (1, 128) for activations (per token, 128 channels), (128, 128) for weights; any
-            positive sizes work, edge tiles get their own scale.
+            two positive integers work, edge tiles get their own scale, and a block larger
+            than `x` is one block covering it.
         fmt: "e4m3" or "e5m2" (or `fp8.E4M3`, `fp8.E5M2`).
         pow2_scales: power-of-two (UE8M0) scales, rounded up so that nothing saturates.
         scales_m_major: for (1, bn) blocks, store the scales M-major (transposed, contiguous
@@ -340,21 +336,22 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
     Returns:
         On the host for numpy input, on the device for device input.
     """
-    fmt = fp8.as_format(fmt)
-    bm, bn = _check_block(block, "quantize_blockwise")
+    fmt = fp8.as_format(fmt, "quantize_blockwise")
+    bm, bn = as_block(block, "quantize_blockwise")
     d, from_host = as_device(x, "quantize_blockwise", ndim=2)
     rows, cols = d.shape
     grid_shape = (math.ceil(rows / bm), math.ceil(cols / bn))
+    tile = (min(bm, rows), min(bn, cols))  # a block past the edge is the same as one the matrix's size
     codes = cuda.device_array((rows, cols), np.uint8)
     if scales_m_major:
         if bm != 1:
             raise ValueError(f"quantize_blockwise: scales_m_major is for (1, bn) blocks, got block {(bm, bn)}")
         stored = cuda.device_array((grid_shape[1], rows), np.float32)
-        blockwise_into(d, bm, bn, codes, stored, fmt, layout="m_major", pow2=pow2_scales, encoder=encoder)
+        blockwise_into(d, *tile, codes, stored, fmt, layout="m_major", pow2=pow2_scales, encoder=encoder)
         scales = stored.T if not from_host else stored.copy_to_host().T
     else:
         scales = cuda.device_array(grid_shape, np.float32)
-        blockwise_into(d, bm, bn, codes, scales, fmt, pow2=pow2_scales, encoder=encoder)
+        blockwise_into(d, *tile, codes, scales, fmt, pow2=pow2_scales, encoder=encoder)
     if from_host:
         return QTensor(codes.copy_to_host(), scales if scales_m_major else scales.copy_to_host(), fmt, (bm, bn))
     return QTensor(codes, scales, fmt, (bm, bn))
@@ -364,9 +361,9 @@ def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
     """1 x `group` quantization into one buffer: each group's `group` codes followed by the 4
     bytes of its float32 scale, uint8 of shape (M, N / group * (group + 4)). A reader of one
     group then finds its scale in the same 128-byte lines. [`split_interleaved`][] turns it
-    back into a QTensor."""
-    fmt = fp8.as_format(fmt)
-    _, bn = _check_block((1, group), "quantize_groups_interleaved")
+    back into a QTensor. Input as for [`quantize_blockwise`][]."""
+    fmt = fp8.as_format(fmt, "quantize_groups_interleaved")
+    bn = as_size(group, "quantize_groups_interleaved", "group")
     d, from_host = as_device(x, "quantize_groups_interleaved", ndim=2)
     rows, cols = d.shape
     if cols % bn:
@@ -376,15 +373,32 @@ def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
     return buf.copy_to_host() if from_host else buf
 
 
-def split_interleaved(buf, group, fmt="e4m3") -> QTensor:
+def split_interleaved(buf, group, fmt="e4m3", *, cols=None) -> QTensor:
     """The QTensor (codes, scales) held in an interleaved buffer of
-    [`quantize_groups_interleaved`][]."""
+    [`quantize_groups_interleaved`][]: `group` as it was made with, and `cols` the quantized
+    matrix's N. Both are needed: the buffer alone cannot tell its group size (a buffer of
+    groups of 128 has rows that split into groups of 62 too, with a wrong meaning), so its
+    shape is checked against them."""
+    name = "split_interleaved"
+    group = as_size(group, name, "group")
+    if cols is None:
+        raise TypeError(f"{name}: cols (the quantized matrix's N) is required: the buffer alone cannot tell its "
+                        "group size")
+    cols = as_size(cols, name, "cols")
     buf = np.asarray(buf.copy_to_host() if hasattr(buf, "copy_to_host") else buf)
+    if buf.dtype != np.uint8 or buf.ndim != 2:
+        raise TypeError(f"{name}: buf must be a 2-D uint8 buffer of quantize_groups_interleaved, got "
+                        f"{buf.ndim}-D {buf.dtype}")
+    if cols % group or buf.shape[1] != cols // group * (group + 4):
+        raise ValueError(f"{name}: a buffer of {cols} columns in groups of {group} has "
+                         f"{cols // group * (group + 4) if cols % group == 0 else 'no'} bytes per row "
+                         f"(cols a multiple of group); this one has {buf.shape[1]}: group or cols is not the one "
+                         "it was made with")
     rows = buf.shape[0]
     per_group = buf.reshape(rows, -1, group + 4)
     codes = np.ascontiguousarray(per_group[:, :, :group]).reshape(rows, -1)
     scales = np.ascontiguousarray(per_group[:, :, group:]).view(np.float32).reshape(rows, -1)
-    return QTensor(codes, scales, fp8.as_format(fmt), (1, group))
+    return QTensor(codes, scales, fp8.as_format(fmt, name), (1, group))
 
 
 __all__ = ["quantize_blockwise", "quantize_groups_interleaved", "split_interleaved", "blockwise_into", "row_group_kernel",

@@ -13,11 +13,14 @@ allow it, else "dequant"; the tensor cores where the GPU has FP8 ones (compute c
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import cuda
 
 from ..qtensor import QTensor
 from ..runtime.device import ON_SIMULATOR, hardware_fp8_available
+from ..runtime.launch import dtype_name, is_device_array
 from .cuda_core import CUDA_CORE_MODES, blocked_kernel, launch_float32, launch_scaled, naive_kernel, tiled_kernel
 from .operands import device_array, scales_and_blocks
 from .plan import plan_kernel, rescale_plan
@@ -35,27 +38,63 @@ def tensor_cores_available() -> bool:
     return ON_SIMULATOR or hardware_fp8_available()
 
 
+FLOAT32_KERNELS = ("naive", "tiled", "blocked")
+
+
+def _float32_operand(x, name: str):
+    """A float32 device array for operand `name` of matmul_float32: real float numpy input is
+    converted; device input must be float32 already (it is used in place)."""
+    if is_device_array(x):
+        if dtype_name(x) != "float32":
+            raise TypeError(f"matmul_float32: {name} on the device must be float32, got {dtype_name(x)}")
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise TypeError(f"matmul_float32: {name} must be a real float array, got dtype {x.dtype}")
+        x = x.astype(np.float32)
+    if len(x.shape) != 2 or 0 in x.shape:
+        raise ValueError(f"matmul_float32: {name} must be a non-empty 2-D array, got shape {tuple(x.shape)}")
+    return device_array(x)
+
+
 def matmul_float32(a, b, kernel: str = "blocked"):
-    """float32 C = A @ B with one of the progression's kernels: "naive", "tiled", "blocked"."""
-    a_d, b_d = (device_array(np.asarray(x, np.float32) if not hasattr(x, "copy_to_host") else x) for x in (a, b))
+    """float32 C = A @ B with one of the progression's kernels: "naive", "tiled", "blocked".
+    Numpy operands (any real float dtype, rounded to float32) give a numpy C; float32 device
+    operands a device C."""
+    if kernel not in FLOAT32_KERNELS:
+        raise ValueError(f"matmul_float32: kernel must be one of {FLOAT32_KERNELS}, got {kernel!r}")
+    a_d, b_d = _float32_operand(a, "a"), _float32_operand(b, "b")
     m, k = a_d.shape
     k2, n = b_d.shape
     if k != k2:
         raise ValueError(f"matmul_float32: inner dimensions differ: a is {m}x{k}, b is {k2}x{n}")
     c = cuda.device_array((m, n), np.float32)
     launch_float32(kernel, a_d, b_d, c)
-    return c.copy_to_host() if not hasattr(a, "copy_to_host") else c
+    return c if is_device_array(a) else c.copy_to_host()
 
 
 def check_operands(a, b):
     """The checks of [`scaled_matmul`][]'s operands."""
     if not isinstance(a, QTensor) or not isinstance(b, QTensor):
-        raise ValueError(f"scaled_matmul: a and b must be QTensors, got {type(a).__name__} and {type(b).__name__}")
+        raise TypeError(f"scaled_matmul: a and b must be QTensors, got {type(a).__name__} and {type(b).__name__}")
     if len(a.shape) != 2 or len(b.shape) != 2:
         raise ValueError(f"scaled_matmul: a and b must be 2-D, got shapes {a.shape} and {b.shape}")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"scaled_matmul: inner dimensions differ: a is {a.shape[0]}x{a.shape[1]}, "
                          f"b is {b.shape[0]}x{b.shape[1]}")
+
+
+def _output(out, shape):
+    """`out`, checked: float32 (numpy or device) of exactly the result's `shape`, C-contiguous."""
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(f"scaled_matmul: out must be a float32 array of shape {shape}, got {type(out).__name__}")
+    if tuple(out.shape) != shape or dtype_name(out) != "float32":
+        raise ValueError(f"scaled_matmul: out must be float32 of shape {shape} (the result's), got "
+                         f"{dtype_name(out)} of shape {tuple(out.shape)}")
+    contiguous = out.is_c_contiguous() if hasattr(out, "is_c_contiguous") else out.flags.c_contiguous
+    if not contiguous:
+        raise ValueError("scaled_matmul: out must be C-contiguous")
+    return out
 
 
 def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, kernel: str = "auto",
@@ -77,7 +116,7 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
             constant over K-blocks (the default then: "rescale" on tensor cores, "promote" on
             CUDA cores), "dequant" (always exact; the default otherwise), or "epilogue" (exact
             only for scales that do not vary along K).
-        out: a float32 (M, N) device array to write C into.
+        out: a float32 (M, N) array (device, or numpy) to write C into; it is returned.
         kernel: "tensor_core" ([`mma_kernel`][tutorial.gemm.tensor_core.mma_kernel]; not for
             "dequant"), "cuda_core" ([`blocked_kernel`][tutorial.gemm.cuda_core.blocked_kernel];
             not for "rescale") or "auto": the tensor cores on a GPU
@@ -118,9 +157,19 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
                          "kernel='cuda_core'")
     if kernel == "cuda_core" and mode == "rescale":
         raise ValueError("scaled_matmul: mode 'rescale' is the tensor-core kernel's (kernel='tensor_core')")
+    if kernel == "tensor_core" and mode == "rescale" and tiling.threads < tiling.bm + tiling.bn:
+        raise ValueError(f"scaled_matmul: mode 'rescale' needs a thread for each row and column of the tile: "
+                         f"{tiling} has {tiling.threads} threads for {tiling.bm} + {tiling.bn}")
+    if mode == "epilogue" and (a.block[1] < a.shape[1] or b.block[0] < b.shape[0]):
+        warnings.warn("scaled_matmul: mode 'epilogue' scales once with the first K-block's scales, and these vary "
+                      "along K: the result is not the product (mode 'promote' or 'dequant' computes it)", stacklevel=2)
     on_host = not hasattr(a.codes, "copy_to_host")
-    m, n = a.shape[0], b.shape[1]
-    c = out if out is not None else cuda.device_array((m, n), np.float32)
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    c = _output(out, (m, n)) if out is not None else cuda.device_array((m, n), np.float32)
+    if k == 0:  # an empty sum: C = 0, whatever the mode
+        zeros = np.zeros((m, n), np.float32)
+        c[...] = zeros if not is_device_array(c) else cuda.to_device(zeros)
+        return c.copy_to_host() if on_host and out is None else c
     scales, blocks = scales_and_blocks(a, b)
     if kernel == "tensor_core":
         launch_tensor_core(a, b, scales, blocks, c, mode, kb, tiling)

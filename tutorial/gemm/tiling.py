@@ -11,8 +11,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..qtensor import QTensor
 from ..runtime.device import ON_SIMULATOR
+
+MAX_THREADS = 1024  # a block's threads
+SHARED_BYTES = 48 * 1024  # the static shared memory a block may declare
+
+
+def _positive(tiling, fields) -> None:
+    for name in fields:
+        value = getattr(tiling, name)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise TypeError(f"{type(tiling).__name__}: {name} must be a positive integer, got {value!r}")
+        object.__setattr__(tiling, name, int(value))
+
+
+def _require(tiling, ok: bool, constraint: str) -> None:
+    """A tiling that breaks a constraint would leave part of C uncomputed (or not launch)."""
+    if not ok:
+        raise ValueError(f"{tiling}: {constraint}")
+
 
 @dataclass(frozen=True)
 class Tiling:
@@ -24,6 +44,15 @@ class Tiling:
     bk: int
     tm: int
     tn: int
+
+    def __post_init__(self):
+        _positive(self, ("bm", "bn", "bk", "tm", "tn"))
+        _require(self, self.bm % self.tm == 0 and self.bn % self.tn == 0,
+                 "BM must be a multiple of TM and BN of TN (a thread computes a whole TM x TN micro-tile)")
+        _require(self, self.threads <= MAX_THREADS, f"(BM / TM) * (BN / TN) = {self.threads} threads: at most "
+                 f"{MAX_THREADS}")
+        staged = 4 * (self.bk * (self.bm + self.bn) + 2 * 256)  # the A and B tiles, two decode tables
+        _require(self, staged <= SHARED_BYTES, f"its tiles need {staged} bytes of shared memory: at most {SHARED_BYTES}")
 
     @property
     def threads(self) -> int:
@@ -56,6 +85,18 @@ class MmaTiling:
     bk: int
     wm: int
     wn: int
+
+    def __post_init__(self):
+        _positive(self, ("bm", "bn", "bk", "wm", "wn"))
+        _require(self, self.bm % self.wm == 0 and (self.bm // self.wm) % 16 == 0,
+                 "BM / WM must be a whole multiple of 16 (a warp's rows are whole 16-row instructions)")
+        _require(self, self.bn % self.wn == 0 and (self.bn // self.wn) % 8 == 0,
+                 "BN / WN must be a whole multiple of 8 (a warp's columns are whole 8-column instructions)")
+        _require(self, self.bk % 32 == 0, "BK must be a multiple of 32 (an instruction's K)")
+        _require(self, self.threads <= MAX_THREADS, f"WM * WN * 32 = {self.threads} threads: at most {MAX_THREADS}")
+        rows = 4 * (self.bk // 4 + 4)  # bytes of a staged row of words, padded
+        staged = rows * (self.bm + self.bn) + 4 * (self.bk // 32) * (self.bm + self.bn)  # A, B, the ratios
+        _require(self, staged <= SHARED_BYTES, f"its tiles need {staged} bytes of shared memory: at most {SHARED_BYTES}")
 
     @property
     def threads(self) -> int:

@@ -278,9 +278,11 @@ def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
 def quantize_per_channel(x, axis, fmt="e4m3") -> QTensor:
     """One scale per index along `axis` of 2-D `x`: `axis=0` one per row (block `(1, N)`),
     `axis=1` one per column (block `(M, 1)`). Dynamic: each scale from its channel's finite amax.
-    Returns a QTensor on the host for numpy input, on the device for device input."""
-    fmt = fp8.as_format(fmt)
-    if axis not in (0, 1):
+    Returns a QTensor on the host for numpy input, on the device for device input. float64
+    input is rounded to float32 first, and a finite float64 value beyond float32's range is an
+    error."""
+    fmt = fp8.as_format(fmt, "quantize_per_channel")
+    if isinstance(axis, (bool, np.bool_)) or axis not in (0, 1):
         raise ValueError(f"quantize_per_channel: axis must be 0 (rows) or 1 (columns), got {axis!r}")
     d, from_host = as_device(x, "quantize_per_channel", ndim=2)
     rows, cols = d.shape

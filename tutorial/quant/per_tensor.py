@@ -128,19 +128,33 @@ def per_tensor_into(flat, given, codes, scales, fmt, dynamic: bool):
         per_tensor_kernel(fmt, dynamic)[stride_blocks(flat.size), THREADS](flat, given, codes, scales)
 
 
-def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
-    """One scale for the whole tensor (any rank). `scale=None`: dynamic, from the finite amax of
-    `x`; a positive float: static. Returns a QTensor on the host for numpy input, on the
-    device for device input."""
-    fmt = fp8.as_format(fmt)
-    d, from_host = as_device(x, "quantize_per_tensor")
-    if scale is not None and not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"quantize_per_tensor: scale must be a positive finite number, got {scale!r}")
-    if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
+def static_scale(scale, caller: str) -> np.float32:
+    """A static scale, checked: a real number (Python, numpy, or a 0-d array), positive,
+    finite, and within [2^-126, 2^126] once rounded to float32."""
+    if isinstance(scale, (bool, np.bool_)) or not (isinstance(scale, (int, float, np.integer, np.floating))
+                                                   or (isinstance(scale, np.ndarray) and scale.ndim == 0
+                                                       and scale.dtype.kind in "iuf")):
+        raise TypeError(f"{caller}: scale must be a positive number (or None for a dynamic scale), got {scale!r}")
+    value = np.float32(scale)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{caller}: scale must be a positive finite number, got {scale!r}")
+    if not MIN_SCALE <= value <= MAX_SCALE:
         # The hardware encoder divides by multiplying with 1 / scale, which float32 holds only
         # for scales in this range; no finite input needs a scale outside it.
-        raise ValueError(f"quantize_per_tensor: scale must be between 2^-126 and 2^126 (a float32 whose "
-                         f"reciprocal is a normal float32), got {scale!r}")
+        raise ValueError(f"{caller}: scale must be between 2^-126 and 2^126 (a float32 whose reciprocal is a "
+                         f"normal float32), got {scale!r}")
+    return value
+
+
+def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
+    """One scale for the whole tensor (any rank, 0-d included). `scale=None`: dynamic, from the
+    finite amax of `x`; a positive number: static. Returns a QTensor on the host for numpy
+    input, on the device for device input. float64 input is rounded to float32 first (the
+    codes are those of `x.astype(np.float32)`); a finite float64 value beyond float32's range
+    is an error."""
+    fmt = fp8.as_format(fmt, "quantize_per_tensor")
+    scale = None if scale is None else static_scale(scale, "quantize_per_tensor")
+    d, from_host = as_device(x, "quantize_per_tensor")
     if not d.is_c_contiguous():
         raise ValueError(f"quantize_per_tensor: x must be contiguous, got strides {d.strides}")
     flat = d.reshape(math.prod(d.shape))
@@ -148,8 +162,10 @@ def quantize_per_tensor(x, fmt="e4m3", scale=None) -> QTensor:
     codes = cuda.device_array(flat.size, np.uint8)
     scales = cuda.device_array(1, np.float32)
     per_tensor_into(flat, given, codes, scales, fmt, dynamic=scale is None)
-    q = QTensor(codes.reshape(d.shape), scales.reshape((1,) * len(d.shape)), fmt, tuple(d.shape))
-    return q.to_host() if from_host else q
+    if from_host:  # (a 0-d result keeps its shape: numpy reshapes to (), device arrays do not)
+        return QTensor(codes.copy_to_host().reshape(d.shape), scales.copy_to_host().reshape((1,) * len(d.shape)),
+                       fmt, tuple(d.shape))
+    return QTensor(codes.reshape(d.shape), scales.reshape((1,) * len(d.shape)), fmt, tuple(d.shape))
 
 
 def calibrate(batches, percentile: float = 99.9) -> float:
@@ -159,9 +175,15 @@ def calibrate(batches, percentile: float = 99.9) -> float:
     latency of a dynamic amax pass matters; the percentile keeps one freak batch from
     setting the range. Pass the result to
     [`scale_from_amax`][tutorial.qtensor.scale_from_amax] (`tutorial.qtensor`) to get the
-    static scale. Batches beyond the calibrated range saturate."""
-    if not 0 < percentile <= 100:
-        raise ValueError(f"calibrate: percentile must be in (0, 100], got {percentile!r}")
+    static scale. Batches beyond the calibrated range saturate. Each batch is checked as
+    [`quantize_per_tensor`][] checks `x` (a float64 value beyond float32's range is an
+    error)."""
+    if isinstance(percentile, (bool, np.bool_)) or not isinstance(percentile, (int, float, np.integer, np.floating)) \
+            or not 0 < percentile <= 100:
+        raise ValueError(f"calibrate: percentile must be a number in (0, 100], got {percentile!r}")
+    if isinstance(batches, (np.ndarray, str)) or hasattr(batches, "copy_to_host"):
+        raise TypeError("calibrate: batches must be a list (or any iterable) of arrays, one per batch, got a single "
+                        f"{type(batches).__name__}")
     maxima = []
     for k, batch in enumerate(batches):
         d, _ = as_device(batch, f"calibrate (batch {k})")

@@ -7,7 +7,9 @@ One place each, so that a kernel's launch reads the same in every chapter:
 * [`sm_count`][]: for grids sized in blocks per SM;
 * [`jit_options`][]: `cuda.jit` options, with a register cap where a kernel is tuned for one;
 * [`as_device`][]: a numpy, numba, torch or cupy array in, a checked device array out, with
-  one list of accepted dtypes (`FLOAT_DTYPES`).
+  one list of accepted dtypes (`FLOAT_DTYPES`); float64 must fit float32's range, since the
+  kernels compute in float32;
+* [`as_block`][]: a block shape, checked: positive integers, nothing truncated.
 """
 
 from __future__ import annotations
@@ -51,6 +53,56 @@ def is_device_array(x) -> bool:
     return hasattr(x, "__cuda_array_interface__") or (not isinstance(x, np.ndarray) and hasattr(x, "copy_to_host"))
 
 
+def as_block(block, name: str, ndim: int = 2, what: str = "block") -> tuple[int, ...]:
+    """`block` as a tuple of `ndim` positive Python ints: a tuple or list of integers (Python or
+    numpy; not bool, float or str). Anything else is an error naming `name` and `what`."""
+    wanted = "two positive integers (bm, bn)" if ndim == 2 else f"{ndim} positive integers, one per dimension"
+    problem = f"{name}: {what} must be {wanted}, got {block!r}"
+    if not isinstance(block, (tuple, list)) or len(block) != ndim:
+        raise TypeError(problem)
+    if not all(isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_)) for b in block):
+        raise TypeError(problem)
+    if any(b <= 0 for b in block):
+        raise ValueError(problem)
+    return tuple(int(b) for b in block)
+
+
+def as_size(value, name: str, what: str) -> int:
+    """`value` as a positive Python int (a Python or numpy integer; not bool, float or str)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: {what} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@cuda.jit
+def _beyond_float32_kernel(x, found):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = abs(x[i])
+        if FLOAT32_MAX < v < math.inf:
+            found[0] = 1
+
+
+def _check_float32_range(x, name: str, host: bool) -> None:
+    """float64 input is computed in float32: a finite value beyond float32's range would
+    become infinity there, and be dropped from a scale's amax. It is an error instead."""
+    if host:
+        finite = np.abs(x[np.isfinite(x)])
+        beyond = finite.size and finite.max() > FLOAT32_MAX
+    else:
+        found = cuda.to_device(np.zeros(1, np.int32))
+        flat = x.reshape(math.prod(x.shape)) if x.is_c_contiguous() else cuda.to_device(x.copy_to_host().ravel())
+        _beyond_float32_kernel[grid_blocks(flat.size, 256 * 4), 64 if ON_SIMULATOR else 256](flat, found)
+        beyond = found.copy_to_host()[0]
+    if beyond:
+        raise ValueError(f"{name}: x holds finite float64 values beyond float32's range (|x| > {FLOAT32_MAX:.7g}); "
+                         "the kernels compute in float32: scale x down first")
+
+
 def dtype_name(x) -> str:
     """The dtype of a numpy, numba, torch or cupy array as numpy spells it ("bfloat16" for
     ml_dtypes' and torch's)."""
@@ -59,7 +111,8 @@ def dtype_name(x) -> str:
 
 def as_device(x, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES):
     """(device array, came_from_host) after the checks every entry point makes: a dtype among
-    `dtypes`, the rank if one is required, not empty.
+    `dtypes`, the rank if one is required, not empty, and for float64 no finite value beyond
+    float32's range (the kernels read float64 as float32).
 
     Numpy input (anything `np.asarray` takes) is copied to the device; numba, torch and cupy
     device arrays are used where they are. bfloat16 (ml_dtypes on the host, torch on the
@@ -75,8 +128,10 @@ def as_device(x, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES):
         raise ValueError(f"{name}: x must be {ndim}-D, got shape {tuple(x.shape)}")
     if math.prod(x.shape) == 0:
         raise ValueError(f"{name}: x is empty (shape {tuple(x.shape)})")
+    if dtype == "float64":
+        _check_float32_range(x, name, host)
     if host:
-        x = np.ascontiguousarray(x)
+        x = x if x.flags.c_contiguous else np.ascontiguousarray(x)  # (ascontiguousarray makes 0-d 1-d)
         return cuda.to_device(x.view(np.uint16) if dtype == "bfloat16" else x), True
     if dtype == "bfloat16":  # torch exports no bfloat16 through __cuda_array_interface__: pass the bits
         try:

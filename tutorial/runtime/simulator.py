@@ -376,8 +376,9 @@ def _patch_device_calls(kernel, kernelapi) -> None:
     def __call__(self, *args):
         context = kernel._get_kernel_context()
         if context is None or not self._device:
-            if self._device:  # called outside any kernel, as plain Python
-                return original_call(self, *args)
+            if self._device:  # called from the host: a GPU cannot do that either
+                raise TypeError(f"{self.fn.__name__} is a device function: call it from inside a kernel "
+                                "(@cuda.jit), not from the host")
             # Simulated threads hand the GIL to each other at every shuffle and barrier; at
             # Python's default 5 ms switch interval most of a launch is spent waiting for it.
             interval = sys.getswitchinterval()
