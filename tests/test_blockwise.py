@@ -11,7 +11,7 @@ from tutorial.reference import (blockwise_reference, interleaved_reference, per_
 
 from test_per_tensor import assert_same, hostile
 
-from tutorial.quant import blockwise  # noqa: E402  (the library, or chapter 04's exercise file)
+from tutorial.quant import blockwise, interleaved  # noqa: E402  (blockwise: the library, or chapter 04's exercise file)
 pytestmark = pytest.mark.chapter("04")
 group_exercise = pytest.mark.graded("row_group_kernel")
 tile_exercise = pytest.mark.graded("tile_kernel")
@@ -58,10 +58,10 @@ def test_m_major_scales_are_the_same_scales_stored_transposed():
 def test_interleaved_buffer_holds_each_groups_codes_then_its_scale():
     """The interleaved layout: each group's 128 codes, then the 4 bytes of its scale."""
     x = hostile((4, 384), seed=7)
-    buf = blockwise.quantize_groups_interleaved(x, 128)
+    buf = interleaved.quantize_groups_interleaved(x, 128)
     ref = per_token_group_reference(x)
     grading.assert_array_matches(buf, interleaved_reference(ref), what="interleaved buffer")
-    assert_same(blockwise.split_interleaved(buf, 128, cols=x.shape[1]), ref)
+    assert_same(interleaved.split_interleaved(buf, 128, cols=x.shape[1]), ref)
 
 
 @pytest.mark.parametrize("block", [pytest.param((1, 128), marks=group_exercise, id="1x128 groups"),
@@ -147,7 +147,7 @@ def test_device_input_gives_a_device_qtensor():
     (lambda: blockwise.quantize_blockwise(np.ones((4, 4), np.int8)), "x must be a float"),
     (lambda: blockwise.quantize_blockwise(np.ones((0, 4), np.float32)), "empty"),
     (lambda: blockwise.quantize_blockwise(np.ones((4, 4), np.float32), (2, 2), scales_m_major=True), "(1, bn)"),
-    (lambda: blockwise.quantize_groups_interleaved(np.ones((4, 100), np.float32), 128), "multiple of group"),
+    (lambda: interleaved.quantize_groups_interleaved(np.ones((4, 100), np.float32), 128), "multiple of group"),
     (lambda: blockwise.quantize_blockwise(np.ones((4, 4), np.float32), encoder="magic"), "encoder must be"),
 ])
 def test_bad_input_is_an_error_naming_the_argument(call, message):

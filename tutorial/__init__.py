@@ -28,8 +28,8 @@ _EXPORTS = {
     "QTensor": "tutorial.qtensor",
     "quantize_per_tensor": "tutorial.quant.per_tensor", "calibrate": "tutorial.quant.per_tensor",
     "quantize_per_channel": "tutorial.quant.per_channel",
-    "quantize_blockwise": "tutorial.quant.blockwise", "quantize_groups_interleaved": "tutorial.quant.blockwise",
-    "split_interleaved": "tutorial.quant.blockwise",
+    "quantize_blockwise": "tutorial.quant.blockwise", "quantize_groups_interleaved": "tutorial.quant.interleaved",
+    "split_interleaved": "tutorial.quant.interleaved",
     "scaled_matmul": "tutorial.gemm", "matmul_float32": "tutorial.gemm",
 }
 

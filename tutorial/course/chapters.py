@@ -82,6 +82,7 @@ CHAPTERS = [
     )),
     Chapter("04", "04_fine_grained", "Fine-grained (block) quantization", (
         Lesson("tutorial.quant.blockwise", "exercise.py", {"row_group_kernel": (), "tile_kernel": ()}),
+        Lesson("tutorial.quant.interleaved"),
     )),
     Chapter("05", "05_scaled_gemm", "Scaled GEMM: CUDA cores, then tensor cores", (
         Lesson("tutorial.gemm.cuda_core", "exercise.py", {"tiled_kernel": (), "blocked_kernel": ()}),

@@ -18,7 +18,7 @@ import numpy as np
 from .. import accuracy, fp8, gemm, reduction, reduction_tiles, reference
 from ..perf import plotting, timing
 from ..perf.sweeps import SWEEPS
-from ..quant import blockwise
+from ..quant import blockwise, interleaved
 from ..quant.per_channel import quantize_per_channel
 from ..quant.per_tensor import quantize_per_tensor
 from ..runtime.device import ON_SIMULATOR, SELECTION
@@ -132,7 +132,7 @@ def chapter04(out: Path) -> ChapterResult:
     mm = blockwise.quantize_blockwise(x, (1, 128), scales_m_major=True)
     result.checks.append(("M-major scales: the same scales, stored transposed",
                           np.array_equal(mm.scales, reference.per_token_group_reference(x).scales), ""))
-    buf = blockwise.quantize_groups_interleaved(x, 128)
+    buf = interleaved.quantize_groups_interleaved(x, 128)
     result.checks.append(("interleaved codes + scales == reference layout",
                           np.array_equal(buf, reference.interleaved_reference(reference.per_token_group_reference(x))), ""))
     # Where blocks pay: outlier channels large enough to push ordinary values towards E4M3's subnormals

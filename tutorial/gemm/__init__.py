@@ -133,6 +133,8 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
         raise ValueError(f"scaled_matmul: kernel must be one of {KERNELS}, got {kernel!r}")
     if mode is not None and mode not in MODES:
         raise ValueError(f"scaled_matmul: mode must be one of {MODES}, got {mode!r}")
+    if tiling is not None and not isinstance(tiling, (Tiling, MmaTiling)):
+        raise TypeError(f"scaled_matmul: tiling must be a Tiling or an MmaTiling, got {tiling!r}")
     if kernel == "auto" and tiling is not None:  # a tiling names its kernel
         kernel = "tensor_core" if isinstance(tiling, MmaTiling) else "cuda_core"
     if tiling is not None and isinstance(tiling, MmaTiling) != (kernel == "tensor_core"):

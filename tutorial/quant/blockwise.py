@@ -38,8 +38,8 @@ from ..qtensor import QTensor
 from ..reduction import FULL_MASK, WARP, block_max, warp_max
 from ..runtime.bitcast import float32_bits
 from ..runtime.device import ON_SIMULATOR
-from ..runtime.launch import as_block, as_device, as_size, grid_blocks, jit_options, sm_count
-from ..runtime.loads import BF16, load4, widen_bf16
+from ..runtime.launch import as_block, as_device, grid_blocks, jit_options, sm_count
+from ..runtime.loads import BF16, as_float32, load4, widen_bf16
 from .common import finite_abs, finite_amax4, loader, pow2_scale_rule, scale_rule, vec4_ready
 from .encoders import quotient_encoder
 from .per_tensor import word_encoder
@@ -53,7 +53,8 @@ TILE_MAX_REGISTERS = 32  # two 1024-thread tile blocks fit an SM (44 registers: 
 
 # -- scales --------------------------------------------------------------------------------------
 
-def _scale_rule(pow2: bool):
+def scale_rule_of(pow2: bool):
+    """The device function turning an amax into a scale: power-of-two (UE8M0) or plain."""
     return pow2_scale_rule if pow2 else scale_rule
 
 
@@ -111,7 +112,7 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
     tile = 128 * per_lane  # values a warp covers per tile
     held = tiles_per_trip * per_lane  # load4s a lane holds per trip (a constant: local array size)
     group_words = bn // 4 + (1 if layout == "interleaved" else 0)
-    scale_of = _scale_rule(pow2)
+    scale_of = scale_rule_of(pow2)
     group_max = lanes_max(lanes)
 
     group_shift = bn.bit_length() - 1 if bn & (bn - 1) == 0 else -1  # bn = 2^group_shift
@@ -210,7 +211,7 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
     fmax = float32(fmt.max)
     row_step = threads // groups_per_row  # tile rows covered by one pass of the block
     per_thread = -(-bm // row_step)
-    scale_of = _scale_rule(pow2)
+    scale_of = scale_rule_of(pow2)
 
     @cuda.jit(**jit_options(max_registers))
     def kernel(x, rows, cols, words, scales):
@@ -252,7 +253,7 @@ def general_kernel(fmt, pow2=False, encode=None):
     time, one element per thread per trip; scales (ceil(M / bm), ceil(N / bn)) row-major."""
     encode = encode or quotient_encoder(fmt)
     fmax = float32(fmt.max)
-    scale_of = _scale_rule(pow2)
+    scale_of = scale_rule_of(pow2)
 
     @cuda.jit
     def kernel(x, bm, bn, codes, scales):
@@ -313,11 +314,11 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
         raise ValueError(f"quantize_blockwise: layout {layout!r} needs float32 or bfloat16 rows that are whole "
                          f"groups: block (1, bn) with bn in 16, 32, 64 or a multiple of 128, N % bn == 0; "
                          f"got block ({bm}, {bn}) on shape {tuple(d.shape)}")
-    # The tile kernel holds a tile in registers: a block of threads that a row's 4-value groups
-    # divide (whole warps), at most 64 values a thread; other tiles take the general kernel.
+    # The tile kernel holds a tile, at most 128 x 128 values, in registers, with a block of
+    # threads that a row's 4-value groups divide (whole warps); other tiles take the general kernel.
     threads = max(TILE_THREADS, bn // 4) if bn % 4 == 0 else 0
     if (fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads % WARP == 0 and threads <= 1024
-            and bm * bn <= 64 * threads):
+            and bm * bn <= 128 * 128):
         kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
                              TILE_MAX_REGISTERS if threads == 1024 else None, rows % bm == 0 and cols % bn == 0)
         blocks = min(grid_blocks(scales.size, 1), 4 * sm_count())
@@ -361,6 +362,7 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
         if bm != 1:
             raise ValueError(f"quantize_blockwise: scales_m_major is for (1, bn) blocks, got block {(bm, bn)}")
         stored = cuda.device_array((grid_shape[1], rows), np.float32)
+        d = as_float32(d) if not vec4_ready(d) else d  # the layout's kernel reads 4 values per load
         blockwise_into(d, *tile, codes, stored, fmt, layout="m_major", pow2=pow2_scales, encoder=encoder)
         scales = stored.T if not from_host else stored.copy_to_host().T
     else:
@@ -371,49 +373,5 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
     return QTensor(codes, scales, fmt, (bm, bn))
 
 
-def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
-    """1 x `group` quantization into one buffer: each group's `group` codes followed by the 4
-    bytes of its float32 scale, uint8 of shape (M, N / group * (group + 4)). A reader of one
-    group then finds its scale in the same 128-byte lines. [`split_interleaved`][] turns it
-    back into a QTensor. Input as for [`quantize_blockwise`][]."""
-    fmt = fp8.as_format(fmt, "quantize_groups_interleaved")
-    bn = as_size(group, "quantize_groups_interleaved", "group")
-    d, from_host = as_device(x, "quantize_groups_interleaved", ndim=2)
-    rows, cols = d.shape
-    if cols % bn:
-        raise ValueError(f"quantize_groups_interleaved: N = {cols} must be a multiple of group = {bn}")
-    buf = cuda.device_array((rows, cols // bn * (bn + 4)), np.uint8)
-    blockwise_into(d, 1, bn, buf, cuda.device_array(1, np.float32), fmt, layout="interleaved", pow2=pow2_scales)
-    return buf.copy_to_host() if from_host else buf
-
-
-def split_interleaved(buf, group, fmt="e4m3", *, cols=None) -> QTensor:
-    """The QTensor (codes, scales) held in an interleaved buffer of
-    [`quantize_groups_interleaved`][]: `group` as it was made with, and `cols` the quantized
-    matrix's N. Both are needed: the buffer alone cannot tell its group size (a buffer of
-    groups of 128 has rows that split into groups of 62 too, with a wrong meaning), so its
-    shape is checked against them."""
-    name = "split_interleaved"
-    group = as_size(group, name, "group")
-    if cols is None:
-        raise TypeError(f"{name}: cols (the quantized matrix's N) is required: the buffer alone cannot tell its "
-                        "group size")
-    cols = as_size(cols, name, "cols")
-    buf = np.asarray(buf.copy_to_host() if hasattr(buf, "copy_to_host") else buf)
-    if buf.dtype != np.uint8 or buf.ndim != 2:
-        raise TypeError(f"{name}: buf must be a 2-D uint8 buffer of quantize_groups_interleaved, got "
-                        f"{buf.ndim}-D {buf.dtype}")
-    if cols % group or buf.shape[1] != cols // group * (group + 4):
-        raise ValueError(f"{name}: a buffer of {cols} columns in groups of {group} has "
-                         f"{cols // group * (group + 4) if cols % group == 0 else 'no'} bytes per row "
-                         f"(cols a multiple of group); this one has {buf.shape[1]}: group or cols is not the one "
-                         "it was made with")
-    rows = buf.shape[0]
-    per_group = buf.reshape(rows, -1, group + 4)
-    codes = np.ascontiguousarray(per_group[:, :, :group]).reshape(rows, -1)
-    scales = np.ascontiguousarray(per_group[:, :, group:]).view(np.float32).reshape(rows, -1)
-    return QTensor(codes, scales, fp8.as_format(fmt, name), (1, group))
-
-
-__all__ = ["quantize_blockwise", "quantize_groups_interleaved", "split_interleaved", "blockwise_into", "row_group_kernel",
+__all__ = ["quantize_blockwise", "blockwise_into", "row_group_kernel",
            "tile_kernel", "general_kernel", "lanes_max", "LAYOUTS", "TILE_THREADS", "GROUP_THREADS"]

@@ -181,8 +181,8 @@ def calibrate(batches, percentile: float = 99.9) -> float:
     if isinstance(percentile, (bool, np.bool_)) or not isinstance(percentile, (int, float, np.integer, np.floating)) \
             or not 0 < percentile <= 100:
         raise ValueError(f"calibrate: percentile must be a number in (0, 100], got {percentile!r}")
-    if isinstance(batches, (np.ndarray, str)) or hasattr(batches, "copy_to_host"):
-        raise TypeError("calibrate: batches must be a list (or any iterable) of arrays, one per batch, got a single "
+    if isinstance(batches, (np.ndarray, str)) or hasattr(batches, "copy_to_host") or not hasattr(batches, "__iter__"):
+        raise TypeError("calibrate: batches must be a list (or any iterable) of arrays, one per batch, got "
                         f"{type(batches).__name__}")
     maxima = []
     for k, batch in enumerate(batches):

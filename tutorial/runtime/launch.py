@@ -120,7 +120,11 @@ def as_device(x, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES):
     """
     host = not is_device_array(x)
     if host:
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError:  # a ragged nested sequence
+            raise ValueError(f"{name}: x must be an array (or a nested sequence of even length), got a ragged "
+                             f"{type(x).__name__}") from None
     dtype = dtype_name(x)
     if dtype not in dtypes:
         raise ValueError(f"{name}: x must be a {', '.join(dtypes)} array, got dtype {dtype}")

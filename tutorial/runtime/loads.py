@@ -16,7 +16,7 @@ arrives here as its uint16 bit patterns, and [`load4_bf16`][] returns four float
 """
 
 import numpy as np
-from numba import cuda, uint32
+from numba import cuda, float32, uint32
 
 from .bitcast import bits_float32
 from .device import ON_SIMULATOR
@@ -111,6 +111,25 @@ else:
 def _widen_bf16_kernel(bits, out):
     for i in range(cuda.grid(1), bits.size, cuda.gridsize(1)):
         out[i] = bf16_to_float32(bits[i])
+
+
+@cuda.jit
+def _to_float32_kernel(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = float32(x[i])
+
+
+def as_float32(d):
+    """Contiguous device array `d` as float32: itself if it is, bfloat16 bits widened, float16
+    widened and float64 rounded (once, to nearest)."""
+    if np.dtype(d.dtype) == np.float32:
+        return d
+    if np.dtype(d.dtype) == BF16:
+        return widen_bf16(d)
+    threads = 64 if ON_SIMULATOR else 256
+    out = cuda.device_array(d.shape, np.float32)
+    _to_float32_kernel[grid_blocks(out.size, threads * 4), threads](d.reshape(out.size), out.reshape(out.size))
+    return out
 
 
 def widen_bf16(d):
