@@ -32,6 +32,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "graded(function): a graded test of the exercise `function`")
     config.addinivalue_line("markers", "chapter(number): the chapter whose library code a test checks")
+    config.addinivalue_line("markers", "hidden: a graded test the student edition leaves out (it lives in a "
+                            "tests/test_hidden_*.py file); the instructor's grading runs it")
     if config.getoption("impl") == "exercise" and not os.environ.get(swap.FILES_VAR):  # the grader sets it itself
         wanted = config.getoption("chapter")
         env = grading.exercise_environment(ROOT, None if wanted is None else [wanted], config.getoption("isolate"))

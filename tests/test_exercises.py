@@ -133,16 +133,19 @@ def test_unbalanced_markers_are_errors(source):
         stub_solutions(source)
 
 
-def test_every_chapter_has_graded_tests_that_all_fail_on_fresh_stubs(tmp_path, on_path):
+@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda ch: ch.number)
+def test_every_graded_test_fails_on_its_chapters_fresh_stubs(ch, tmp_path, on_path):
+    """As the grader runs them: only this chapter's stubs swapped in, the library for the rest
+    (hidden tests included)."""
     root = make_course(tmp_path / "course")
-    results = grading.run_graded_tests(None, root, impl="exercise")
+    results = grading.run_graded_tests(ch, root, impl="exercise")
     assert results, "no graded tests ran"
     passed = [nodeid for nodeid, r in results.items() if r["outcome"] == "passed"]
     assert passed == [], f"graded tests that pass on the untouched stubs: {passed}"
-    untouched_stubs = set().union(*(untouched(path) for _, _, path in exercise_files(root)))
+    untouched_stubs = set().union(*(untouched(path) for path in ch.exercise_paths(root)))
     summary = grading.summarize(results, untouched_stubs)
     assert all(e["status"] == "not yet attempted" for e in summary.values()), summary
-    assert set(summary) == {name for ch in CHAPTERS for name in ch.exercises}
+    assert set(summary) == set(ch.exercises)
 
 
 def test_chapters_list_exactly_the_exercises_their_stubs_hold():
@@ -325,3 +328,53 @@ def test_grader_survives_an_endless_loop_and_reports_it(tmp_path, on_path):
     assert "stopped after 10 s" in summary["fp8_to_float32_bits"]["first_failure"]
     assert summary["round_bits_to_fp8"]["status"] == "not yet attempted"
     assert len(results) == len(grading.run_graded_tests(ch, ROOT, impl="solution"))
+
+
+# -- exercises in the notebooks: check() -------------------------------------------------------
+
+CHECK_SCRIPT = '''
+import sys
+import tutorial
+from numba import cuda
+from tutorial.reduction import FULL_MASK, nan_max
+from tutorial.course.notebook import check, ready
+
+exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"))  # the learner's cell, as a notebook runs it
+check(warp_max, timeout_s=float(sys.argv[2]))
+print("ready:", ready("warp_max"))
+import numpy as np
+if ready("warp_max"):
+    print("library absmax:", tutorial.absmax(np.arange(100, dtype=np.float32)))
+'''
+
+WARP_MAX = '''
+@cuda.jit(device=True)
+def warp_max(v):
+    offset = 16
+    while offset > {stop}:
+        v = nan_max(v, cuda.shfl_xor_sync(FULL_MASK, v, offset))
+        offset //= 2
+    return v
+'''
+
+
+@pytest.mark.parametrize("case, body, verdict", [
+    ("a right answer", WARP_MAX.format(stop=0), "passed  warp_max  (4/4 tests)"),
+    ("a wrong answer", WARP_MAX.format(stop=1), "failed  warp_max  (0/4 tests)"),
+    ("an endless loop", WARP_MAX.format(stop=0).replace("offset //= 2", "offset = offset"), "stopped after 10 s"),
+])
+def test_check_grades_a_function_where_it_was_written(case, body, verdict, tmp_path, on_path):
+    """check(warp_max) grades the notebook's own function with the graded tests, in other
+    processes: a wrong answer names its first wrong element, an endless loop is stopped, and
+    the caller goes on; a passing one takes the library's place."""
+    cell = tmp_path / "cell.py"
+    cell.write_text(body)
+    proc = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, str(cell), "10"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert verdict in proc.stdout, proc.stdout
+    assert ("ready: True" in proc.stdout) == (case == "a right answer")
+    if case == "a right answer":
+        assert "library absmax: 99.0" in proc.stdout  # tutorial.absmax ran the checked warp_max
+    if case == "a wrong answer":
+        assert "the first is [" in proc.stdout and "expected" in proc.stdout

@@ -15,19 +15,34 @@ def doctor(args) -> int:
 
 def exercises(args) -> int:
     from .chapters import find_root
-    from .exercises import stale, write_all
+    from .exercises import stale, stale_notebook_cells, write_all, write_notebook_cells
 
     root = find_root()
     if args.check:
-        old = stale(root)
-        for path in old:
-            print(f"stale: {path.relative_to(root)} (run `fp8-tutorial exercises`)")
+        old = [str(path.relative_to(root)) for path in stale(root)] + stale_notebook_cells(root)
+        for what in old:
+            print(f"stale: {what} (run `fp8-tutorial exercises`)")
         return 1 if old else 0
     kept = False
     for path, what in write_all(root, force=args.force):
         print(f"{path.relative_to(root)}: {what}")
         kept |= what.startswith("kept")
+    for cell in write_notebook_cells(root):
+        print(f"{cell}: regenerated from the library")
     return 1 if kept else 0
+
+
+def release(args) -> int:
+    from .chapters import find_root
+    from .release import make_release
+
+    try:
+        out = make_release(args.chapter, args.out, find_root())
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"fp8-tutorial release: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the student edition for chapter {args.chapter} to {out}")
+    return 0
 
 
 def grade(args) -> int:
@@ -87,6 +102,10 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true",
                    help="also replace files holding your edits (each is saved beside it as a .bak file first)")
     p.set_defaults(run=exercises)
+    p = sub.add_parser("release", help="write the student edition of the course up to a chapter")
+    p.add_argument("--chapter", required=True, help="the chapter handed out now, such as 01")
+    p.add_argument("--out", required=True, help="an empty (or new) folder for the edition")
+    p.set_defaults(run=release)
     p = sub.add_parser("grade", help="run the graded tests against your exercise files and report "
                        "(exit code 0 only if everything passed)")
     p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")

@@ -23,6 +23,8 @@ import os
 import sys
 from pathlib import Path
 
+from .sources import function_source, replace_function
+
 FILES_VAR = "TUTORIAL_EXERCISE_FILES"
 LIBRARY_VAR = "TUTORIAL_LIBRARY_EXERCISES"
 
@@ -38,33 +40,38 @@ def decode_files(value: str) -> dict[str, Path]:
 
 
 class _ExerciseLoader(importlib.machinery.SourceFileLoader):
-    """Runs the exercise file as the module, then puts back the library's version of each
-    exercise the grader asked for."""
+    """Runs the exercise file as the module, with the library's definition of each exercise the
+    grader asked for put in the place of the learner's before it runs (so that whatever the
+    module builds from them at import, chapter 00's compiled encoders say, is built from the
+    library's)."""
 
     def __init__(self, fullname: str, path: str, from_library: set[str]):
         super().__init__(fullname, path)
         self.from_library = from_library
 
-    def exec_module(self, module):
-        super().exec_module(module)
-        wanted = [name for name in self.from_library if name in vars(module)]
-        if wanted:
-            library = _library_copy(module.__name__)
-            for name in wanted:
-                setattr(module, name, getattr(library, name))
+    def get_code(self, fullname):
+        # Always from the source, never from a cached .pyc: the source depends on from_library.
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+
+    def get_data(self, path):
+        data = super().get_data(path)
+        if not self.from_library or path != self.path:
+            return data
+        source = data.decode()
+        library = _library_source(self.name)
+        for name in sorted(self.from_library):
+            try:
+                source = replace_function(source, name, function_source(library, name))
+            except ValueError:  # not an exercise of this file
+                continue
+        return source.encode()
 
 
-def _library_copy(fullname: str):
-    """A fresh copy of the library's own module `fullname`, under another name, in the same
-    package (so that its relative imports resolve as the library's do)."""
-    package, _, leaf = fullname.rpartition(".")
+def _library_source(fullname: str) -> str:
+    """The text of the library's own module `fullname` (not the exercise file in its place)."""
+    package = fullname.rpartition(".")[0]
     spec = importlib.machinery.PathFinder.find_spec(fullname, sys.modules[package].__path__)
-    copy_name = f"{package}._library_{leaf}"
-    copy = importlib.util.module_from_spec(importlib.util.spec_from_file_location(copy_name, spec.origin))
-    copy.__package__ = package
-    sys.modules[copy_name] = copy  # numba looks functions' modules up here
-    copy.__spec__.loader.exec_module(copy)
-    return copy
+    return Path(spec.origin).read_text()
 
 
 class ExerciseFinder(importlib.abc.MetaPathFinder):
