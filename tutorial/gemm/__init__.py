@@ -170,7 +170,10 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
     c = _output(out, (m, n)) if out is not None else cuda.device_array((m, n), np.float32)
     if k == 0:  # an empty sum: C = 0, whatever the mode
         zeros = np.zeros((m, n), np.float32)
-        c[...] = zeros if not is_device_array(c) else cuda.to_device(zeros)
+        if is_device_array(c):
+            c.copy_to_device(zeros)
+        else:
+            c[...] = zeros
         return c.copy_to_host() if on_host and out is None else c
     scales, blocks = scales_and_blocks(a, b)
     if kernel == "tensor_core":

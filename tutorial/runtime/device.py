@@ -109,6 +109,28 @@ def _apply(sel: Selection) -> None:
         from . import simulator
 
         simulator.install()
+    else:
+        _name_device_functions_called_from_the_host()
+
+
+def _name_device_functions_called_from_the_host() -> None:
+    """On a GPU, Numba answers `warp_max(1.0)` from the host with "Kernel launch configuration
+    was not specified", which sends a learner looking for a grid; say what it is instead (the
+    simulator says the same, tutorial.runtime.simulator)."""
+    from numba.cuda.dispatcher import CUDADispatcher
+
+    if getattr(CUDADispatcher.__call__, "_names_device_functions", False):
+        return
+    launch = CUDADispatcher.__call__
+
+    def __call__(self, *args, **kwargs):
+        if self.targetoptions.get("device"):
+            raise TypeError(f"{self.py_func.__name__} is a device function: call it from inside a kernel "
+                            "(@cuda.jit), not from the host")
+        return launch(self, *args, **kwargs)
+
+    __call__._names_device_functions = True
+    CUDADispatcher.__call__ = __call__
 
 
 def _running_as_command() -> bool:
