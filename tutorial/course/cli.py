@@ -45,6 +45,25 @@ def release(args) -> int:
     return 0
 
 
+def autograde(args) -> int:
+    from .autograde import autograde as run_autograder
+    from .sandbox import Limits
+
+    try:
+        report = run_autograder(args.chapter, args.out, args.submissions, jobs=args.jobs, points_file=args.points,
+                                seed=args.seed, limits=Limits(case_s=args.timeout))
+    except (RuntimeError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"fp8-tutorial autograde: {exc}", file=sys.stderr)
+        return 2
+    print(f"graded {len(report['students'])} submissions of chapter {report['chapter']} in {report['seconds']} s "
+          f"({report['cases']} cases, {report['hidden_cases']} hidden; seed {report['seed']}; containment: "
+          f"{report['containment']}): {args.out}/grades.csv")
+    for student, s in report["students"].items():
+        print(f"  {student}: {s['score']:g} points" + (f" (note: {', '.join(s['changed'])} changed during grading)"
+                                                     if s["changed"] else ""))
+    return 0
+
+
 def grade(args) -> int:
     from .grading import grade as run_grader
 
@@ -111,6 +130,17 @@ def main(argv=None) -> int:
     p.add_argument("chapter", nargs="?", help="a chapter number such as 00 (default: all)")
     p.add_argument("exercise", nargs="?", help="one exercise of that chapter, such as warp_max (default: all)")
     p.set_defaults(run=grade)
+    p = sub.add_parser("autograde", help="instructors: grade a class's submissions of a chapter (sandboxed; "
+                       "CSV gradebook, Gradescope results; exit code 0 when grading worked)")
+    p.add_argument("--chapter", required=True, help="the chapter graded, such as 01")
+    p.add_argument("--out", required=True, help="folder for grades.csv and a folder per student")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default: %(default)s)")
+    p.add_argument("--points", help="JSON: {\"points\": {exercise: points}, \"weights\": {case: weight}}")
+    p.add_argument("--seed", type=int, help="the inputs' seed (default: a fresh one, written to summary.json)")
+    p.add_argument("--timeout", type=float, default=60.0, help="CPU seconds per case, import included "
+                   "(default: %(default)s; ten times as many on the clock)")
+    p.add_argument("submissions", nargs="+", help="exercise files, notebooks, or folders holding them")
+    p.set_defaults(run=autograde)
     p = sub.add_parser("verify-fp8", help="GPU only: compare the FP8 encoders with ml_dtypes on all 2^32 float32 patterns")
     p.add_argument("--out", help="also write the JSON result here")
     p.set_defaults(run=verify_fp8)

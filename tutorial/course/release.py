@@ -40,9 +40,10 @@ def _later(ch: Chapter, number: str) -> bool:
 
 
 def test_files(root: Path, number: str) -> list[Path]:
-    """The visible test files of chapters up to `number` (by each file's `chapter` mark), and
-    conftest.py."""
+    """The visible test files of chapters up to `number` (by each file's `chapter` mark), their
+    harnesses (tests/harness_chNN.py), and conftest.py."""
     keep = [root / "tests" / "conftest.py"]
+    keep += [path for path in sorted((root / "tests").glob("harness_ch*.py")) if path.stem[-2:] <= number]
     for path in sorted((root / "tests").glob("test_*.py")):
         if path.name.startswith(HIDDEN_TESTS):
             continue
