@@ -19,10 +19,12 @@ from tutorial.course.exercises import (FINGERPRINT, NOT_ATTEMPTED, exercise_file
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_course(root, solved=()):
-    """A course folder for the grader: the tests, and every chapter's exercise file freshly
-    generated, with the exercises named in `solved` filled in with their solutions."""
-    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+def make_course(root, solved=(), hidden=False):
+    """A course folder for the grader: the tests (the visible ones, as a student edition has
+    them, unless `hidden`), and every chapter's exercise file freshly generated, with the
+    exercises named in `solved` filled in with their solutions."""
+    skip = ["__pycache__"] + ([] if hidden else ["test_hidden_*"])
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns(*skip))
     for ch, lesson, path in exercise_files(root):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(exercise_source(ch, lesson, solved=set(solved) & set(lesson.exercises)))
@@ -137,7 +139,7 @@ def test_unbalanced_markers_are_errors(source):
 def test_every_graded_test_fails_on_its_chapters_fresh_stubs(ch, tmp_path, on_path):
     """As the grader runs them: only this chapter's stubs swapped in, the library for the rest
     (hidden tests included)."""
-    root = make_course(tmp_path / "course")
+    root = make_course(tmp_path / "course", hidden=True)
     results = grading.run_graded_tests(ch, root, impl="exercise")
     assert results, "no graded tests ran"
     passed = [nodeid for nodeid, r in results.items() if r["outcome"] == "passed"]
@@ -181,12 +183,6 @@ def test_every_graded_test_says_what_its_input_shows():
     assert missing == []
 
 
-def test_graded_tests_all_pass_on_the_solutions():
-    results = grading.run_graded_tests(None, ROOT, impl="solution")
-    failed = {nodeid: r["message"][:300] for nodeid, r in results.items() if r["outcome"] != "passed"}
-    assert results and failed == {}
-
-
 def test_grade_command_reports_each_exercise_a_score_and_an_exit_code(tmp_path, on_path):
     root = make_course(tmp_path / "course")
     proc = grade_cli(root, "00")
@@ -200,7 +196,7 @@ def test_one_exercise_graded_by_name_and_exit_code_zero_when_it_passes(tmp_path,
     root = make_course(tmp_path / "course", solved={"warp_max"})
     proc = grade_cli(root, "01", "warp_max")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "passed  warp_max  (4/4 tests)" in proc.stdout and "block_max" not in proc.stdout
+    assert re.search(r"passed  warp_max  \((\d+)/\1 tests\)", proc.stdout) and "block_max" not in proc.stdout
     assert "score: 1/1 exercises passed" in proc.stdout
     proc = grade_cli(root, "01", "round_bits_to_fp8")
     assert proc.returncode == 2 and "an exercise of chapter 00" in proc.stderr
@@ -257,7 +253,7 @@ def test_an_exercise_that_fails_only_because_of_one_it_builds_on_is_blocked(tmp_
     assert summary["absmax_kernel"]["status"] == "blocked"
     assert "block_max: depends on" not in report and "depends on warp_max, which fails" in report
     # the report says what the failing test's input was meant to show, and where it went wrong
-    assert "maximum in lane 0" in summary["warp_max"]["first_failure"]
+    assert "maximum, warp 0's in lane 0" in summary["warp_max"]["first_failure"]
     assert re.search(r"the first is \[\d+\] for input", summary["warp_max"]["first_failure"])
 
 
@@ -327,7 +323,12 @@ def test_grader_survives_an_endless_loop_and_reports_it(tmp_path, on_path):
     assert summary["fp8_to_float32_bits"]["status"] == "failed"
     assert "stopped after 10 s" in summary["fp8_to_float32_bits"]["first_failure"]
     assert summary["round_bits_to_fp8"]["status"] == "not yet attempted"
-    assert len(results) == len(grading.run_graded_tests(ch, ROOT, impl="solution"))
+    from test_graded_ch00 import CASES  # every visible case has a result, run or given up on
+
+    assert len(results) == len(CASES)
+    hung = [r["message"] for r in results.values() if r["exercise"] == "fp8_to_float32_bits"]
+    assert hung.count("stopped after 10 s of CPU time: an endless loop?") == grading.MAX_HANGS
+    assert all(m.startswith(("stopped after", "not run: 2 of fp8_to_float32_bits's tests hung")) for m in hung), hung
 
 
 # -- exercises in the notebooks: check() -------------------------------------------------------
@@ -359,8 +360,8 @@ def warp_max(v):
 
 
 @pytest.mark.parametrize("case, body, verdict", [
-    ("a right answer", WARP_MAX.format(stop=0), "passed  warp_max  (4/4 tests)"),
-    ("a wrong answer", WARP_MAX.format(stop=1), "failed  warp_max  (0/4 tests)"),
+    ("a right answer", WARP_MAX.format(stop=0), r"passed  warp_max  \((\d+)/\1 tests\)"),
+    ("a wrong answer", WARP_MAX.format(stop=1), r"failed  warp_max  \(\d+/\d+ tests\)"),
     ("an endless loop", WARP_MAX.format(stop=0).replace("offset //= 2", "offset = offset"), "stopped after 10 s"),
 ])
 def test_check_grades_a_function_where_it_was_written(case, body, verdict, tmp_path, on_path):
@@ -372,7 +373,7 @@ def test_check_grades_a_function_where_it_was_written(case, body, verdict, tmp_p
     proc = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, str(cell), "10"], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert verdict in proc.stdout, proc.stdout
+    assert re.search(verdict, proc.stdout), proc.stdout
     assert ("ready: True" in proc.stdout) == (case == "a right answer")
     if case == "a right answer":
         assert "library absmax: 99.0" in proc.stdout  # tutorial.absmax ran the checked warp_max

@@ -55,7 +55,7 @@ from .grading import format_report, summarize
 from .release import make_release
 
 DEFAULT_POINTS = 10.0
-MAX_HANGS = 2  # cases of one exercise stopped by the clock before its other cases are not run
+MAX_LOST = 2  # cases of one exercise that hung or ended the process before its others are not run
 
 
 @dataclass
@@ -216,7 +216,7 @@ def grade_submission(run: Run, sub: Submission) -> tuple[dict, dict]:
     results: dict[str, dict] = {}
     todo = list(range(len(run.cases)))
     restarts, started, printed = 0, time.time(), ""
-    hung: dict[str, int] = {}  # exercise -> cases of it stopped by the clock
+    lost: dict[str, int] = {}  # exercise -> cases of it that hung or ended the process
     while todo:
         work = Path(tempfile.mkdtemp(prefix=f"{sub.student}-", dir=run.staging / "work"))
         (work / "bootstrap.py").write_text(sandbox.BOOTSTRAP)
@@ -259,13 +259,11 @@ def grade_submission(run: Run, sub: Submission) -> tuple[dict, dict]:
         todo.remove(culprit)
         restarts += 1
         exercise = run.cases[culprit][0].exercise
-        if finished.code is None and finished.reason and finished.reason.startswith("stopped after"):
-            hung[exercise] = hung.get(exercise, 0) + 1
-            if hung[exercise] == MAX_HANGS:  # an exercise that hangs costs minutes per case, not hours per class
-                for i in [i for i in todo if run.cases[i][0].exercise == exercise]:
-                    _fail(results, run.cases[i], f"not run: {MAX_HANGS} of {exercise}'s cases were stopped after "
-                                                 f"{run.limits.case_s:g} s of CPU time")
-                    todo.remove(i)
+        lost[exercise] = lost.get(exercise, 0) + 1
+        if lost[exercise] == MAX_LOST:  # an exercise that hangs costs minutes per case, not hours per class
+            for i in [i for i in todo if run.cases[i][0].exercise == exercise]:
+                _fail(results, run.cases[i], f"not run: {MAX_LOST} of {exercise}'s cases hung or ended the process")
+                todo.remove(i)
     return results, {"restarts": restarts, "seconds": round(time.time() - started, 2), "output_tail": printed[-2000:]}
 
 
@@ -322,8 +320,8 @@ def _hidden_paths(paths: list[Path], keep: list[Path]) -> list[Path]:
     Python, the dependencies, the staging folder), its other entries instead."""
     out = []
     for path in sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts)):
-        if not path.exists() or any(path.is_relative_to(o) for o in out):
-            continue  # hidden already, with a folder above it
+        if not path.exists() or any(path.is_relative_to(o) for o in out) or any(path.is_relative_to(k) for k in keep):
+            continue  # hidden already with a folder above it, or needed
         if not any(k.is_relative_to(path) for k in keep):
             out.append(path)
         elif path.is_dir():

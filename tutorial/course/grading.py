@@ -33,6 +33,8 @@ from .chapters import CHAPTERS, Chapter, chapter, chapter_of_exercise
 from .exercises import NOT_ATTEMPTED, untouched
 
 IMPLEMENTATIONS = ("solution", "exercise")
+GIVE_UP_VAR = "TUTORIAL_GRADE_GIVE_UP"  # exercises whose remaining tests are not run (they hung)
+MAX_HANGS = 2  # tests of one exercise stopped by the clock before its others are not run
 
 
 def exercise_environment(root: Path, chapters=None, isolate: str | None = None) -> dict[str, str]:
@@ -124,13 +126,18 @@ class ReportPlugin:
 
     @pytest.hookimpl(trylast=True)  # after the course's own filters (--chapter, --exercise)
     def pytest_collection_modifyitems(self, config, items):
-        keep = [item for item in items if item.nodeid not in self.done]
-        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in self.done])
-        items[:] = keep
+        given_up = {name for name in os.environ.get(GIVE_UP_VAR, "").split(",") if name}
         for item in items:
             mark = item.get_closest_marker("graded")
             if mark and mark.args:
                 self.tests[item.nodeid] = {"exercise": mark.args[0], "shows": describe_test(item)}
+                if mark.args[0] in given_up and item.nodeid not in self.done:  # it hung twice: not run again
+                    self.results[item.nodeid] = {**self.tests[item.nodeid], "outcome": "failed",
+                                                 "message": f"not run: {MAX_HANGS} of {mark.args[0]}'s tests hung"}
+                    self.done.add(item.nodeid)
+        keep = [item for item in items if item.nodeid not in self.done]
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in self.done])
+        items[:] = keep
 
     def pytest_collectreport(self, report):
         """A test file that cannot even be collected (its exercise does not import) is one
@@ -186,14 +193,16 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
     exercises from the library (see [`exercise_environment`][]).
 
     The grader watches the clock itself: a learner's endless loop in compiled code holds the
-    GIL, so no timer inside the test process could interrupt it. A test that runs longer than
-    `timeout_s`, or crashes the process, is recorded as failed, and a new process carries on
-    with the tests after it.
+    GIL, so no timer inside the test process could interrupt it. A test that uses more than
+    `timeout_s` seconds of CPU time (or ten times that on the clock), or crashes the process, is recorded as failed, and a new process carries on
+    with the tests after it; once two tests of one exercise were stopped by the clock, its
+    other tests fail without running (a hang costs two time limits, not one per test).
     """
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         env = dict(os.environ, TUTORIAL_GRADE_REPORT=str(report))
         env.pop(swap.FILES_VAR, None)
+        env.pop(GIVE_UP_VAR, None)
         env.pop(swap.LIBRARY_VAR, None)
         if impl == "exercise":  # set before the test process first imports tutorial
             env.update(exercise_environment(root, None if ch is None else [ch.number], isolate))
@@ -204,6 +213,7 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
             cmd += ["--chapter", ch.number]
         if exercise is not None:
             cmd += ["--exercise", exercise]
+        hung: dict[str, int] = {}
         for _ in range(max_restarts):
             code, output = _run_watched(cmd, root, env, report, timeout_s)
             if not report.exists():
@@ -214,9 +224,13 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
                 return state["results"]
             if state["running"] is None:  # died between tests: not a learner's test to blame
                 raise RuntimeError(f"the test process ended unexpectedly (exit {code}):\n" + output[-3000:])
-            why = (f"stopped after {timeout_s:g} s: an endless loop?" if code is None else
+            why = (f"stopped after {timeout_s:g} s of CPU time: an endless loop?" if code is None else
                    f"the test process crashed (exit code {code})")
             running = state["running"]
+            if code is None:  # an exercise that hangs costs two timeouts, not one per test
+                hung[running["exercise"]] = hung.get(running["exercise"], 0) + 1
+                if hung[running["exercise"]] >= MAX_HANGS:
+                    env[GIVE_UP_VAR] = ",".join(name for name, n in hung.items() if n >= MAX_HANGS)
             state["results"][running["nodeid"]] = {"exercise": running["exercise"], "shows": running["shows"],
                                                    "outcome": "failed", "message": why}
             state["running"] = None
@@ -226,16 +240,25 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
 
 
 def _run_watched(cmd, cwd, env, report: Path, timeout_s: float):
-    """Run `cmd`; kill it when one test has run for `timeout_s`. Returns (exit code or None, output)."""
+    """Run `cmd`; kill it when one test has used `timeout_s` seconds of CPU time, or ten times
+    that on the clock (an endless loop burns CPU; a correct test on a busy machine mostly
+    waits for it). Returns (exit code, or None if it was killed; its output)."""
+    from .sandbox import cpu_seconds
+
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        test, cpu_at_start, clock_at_start = None, 0.0, 0.0
         while proc.poll() is None:
             time.sleep(0.2)
             try:
                 running = json.loads(report.read_text())["running"]
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
                 continue  # not started yet, or caught mid-write
-            if running and time.time() - running["started"] > timeout_s:
+            if not running:
+                continue
+            if running["nodeid"] != test:
+                test, cpu_at_start, clock_at_start = running["nodeid"], cpu_seconds(proc.pid), time.monotonic()
+            if cpu_seconds(proc.pid) - cpu_at_start > timeout_s or time.monotonic() - clock_at_start > 10 * timeout_s:
                 proc.kill()
                 proc.wait()
                 log.seek(0)

@@ -8,8 +8,8 @@ edition), followed by a check cell:
 check(warp_max)
 ```
 
-[`check`][] grades the function just defined with that exercise's graded tests, the same
-tests `fp8-tutorial grade` runs on the exercise file: the notebook's function is put into a
+[`check`][] grades the function just defined with that exercise's graded tests (the visible
+ones, as in a student edition), the same tests `fp8-tutorial grade` runs on the exercise file: the notebook's function is put into a
 copy of its lesson module in place of the stub, and the grader runs on that copy in separate
 processes. So a crash or an endless loop in it is reported and never takes the notebook's
 kernel down, and it works on the simulator and on a GPU alike. Exercises of the same lesson
@@ -104,7 +104,8 @@ def check(fn, timeout_s: float = 120) -> None:
     root = find_root()
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp)
-        shutil.copytree(root / "tests", course / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        # The visible tests, as a student edition holds them (hidden ones are for the class's grading).
+        shutil.copytree(root / "tests", course / "tests", ignore=shutil.ignore_patterns("__pycache__", "test_hidden_*"))
         for lesson in ch.exercised:
             path = ch.exercise_path(course, lesson)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -239,7 +239,7 @@ def run(argv: list[str], work: Path, box: Path, limits: Limits, simulator: bool,
         try:
             code = proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
-            cpu = _cpu_seconds(proc.pid)
+            cpu = cpu_seconds(proc.pid)
             if box["cpu_since"] is None:
                 box["cpu_since"] = cpu
             wall = time.monotonic() - box["since"]
@@ -258,7 +258,7 @@ def run(argv: list[str], work: Path, box: Path, limits: Limits, simulator: bool,
     return Finished(None if reason else code, box["output"].decode(errors="replace"), box["messages"], stage, reason)
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """CPU time used by process `pid` so far (Linux; elsewhere 0, and the wall clock decides).
     `unshare`, `sh` and `setpriv` each exec the next, so `pid` is the Python child itself."""
     try:
@@ -360,5 +360,6 @@ def child_main(job: dict) -> None:
     send({"stage": "done"})
 
 
-__all__ = ["Limits", "Finished", "containment", "environment", "run", "send", "why", "child_main", "BOOTSTRAP",
+__all__ = ["Limits", "Finished", "containment", "environment", "run", "send", "why", "child_main", "cpu_seconds",
+           "BOOTSTRAP",
            "NAMESPACES", "RLIMITS", "CHANNEL_VAR"]

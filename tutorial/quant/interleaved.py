@@ -22,7 +22,8 @@ def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
     """1 x `group` quantization into one buffer: each group's `group` codes followed by the 4
     bytes of its float32 scale, uint8 of shape (M, N / group * (group + 4)). A reader of one
     group then finds its scale in the same 128-byte lines. [`split_interleaved`][] turns it
-    back into a QTensor. Input as for [`quantize_blockwise`][]."""
+    back into a QTensor. Input as for
+    [`quantize_blockwise`][tutorial.quant.blockwise.quantize_blockwise]."""
     fmt = fp8.as_format(fmt, "quantize_groups_interleaved")
     bn = as_size(group, "quantize_groups_interleaved", "group")
     if not (bn % 128 == 0 or bn in (16, 32, 64)):
