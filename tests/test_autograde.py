@@ -25,7 +25,8 @@ LESSON = CH.exercised[0]
 SOLVED = exercise_source(CH, LESSON, solved=set(LESSON.exercises))
 STUB = exercise_source(CH, LESSON)
 TIMEOUT_S = 30  # CPU seconds per case: the longest correct case (1024 simulated threads) uses ~13; hangs reach it
-pytestmark = pytest.mark.skipif(not tutorial.ON_SIMULATOR, reason="grades on the simulator (a GPU run is the same code)")
+pytestmark = [pytest.mark.skipif(not tutorial.ON_SIMULATOR, reason="grades on the simulator (a GPU run is the same code)"),
+              pytest.mark.xdist_group("autograde")]  # one worker grades the class once for all these tests
 
 
 def replace_body(source, name, body):

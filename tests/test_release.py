@@ -22,8 +22,9 @@ from tutorial.course.exercises import region_owners, solution_regions, stub_solu
 from tutorial.course.release import make_release
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not tutorial.ON_SIMULATOR,
-                                reason="installs packages from PyPI into a new environment: runs where CI runs")
+pytestmark = [pytest.mark.skipif(not tutorial.ON_SIMULATOR,
+                                reason="installs packages from PyPI into a new environment: runs where CI runs"),
+              pytest.mark.xdist_group("release")]  # one worker makes the environment once
 
 RUN_NOTEBOOK = """
 import sys, nbformat, nbclient
