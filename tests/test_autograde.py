@@ -57,6 +57,7 @@ SUBMISSIONS = {
     "fake_report": STUB + ("\nimport json, os\npath = os.environ.get('TUTORIAL_GRADE_REPORT', 'report.json')\n"
                            "open(path, 'w').write(json.dumps({'results': {}, 'running': None, 'finished': True}))\n"
                            "os._exit(0)\n"),
+    "conftest_hook": STUB,  # with the hookwrapper below in its tests/conftest.py, as every submission here
     "gc_plugin": STUB + ("\nimport gc\nfor o in gc.get_objects():\n"
                          "    if type(o).__name__ == 'ReportPlugin':\n"
                          "        o.results = {k: dict(v, outcome='passed') for k, v in o.results.items()}\n"),
@@ -122,7 +123,7 @@ def test_a_correct_submission_gets_full_marks_and_the_gradebook_has_its_columns(
     assert all(r["status"] == "passed" and float(r["points"]) == float(r["max_points"]) == 10 for r in mine), mine
 
 
-@pytest.mark.parametrize("student", ["star_import", "calls_library", "fake_report", "gc_plugin"])
+@pytest.mark.parametrize("student", ["star_import", "calls_library", "conftest_hook", "fake_report", "gc_plugin"])
 def test_forged_verdicts_earn_nothing(graded, student):
     """The library in the box is the student edition (no solutions to import or call), the
     verdict is computed outside it (no report, plugin or hook to forge)."""
