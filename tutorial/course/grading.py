@@ -311,18 +311,15 @@ def _blame_dependencies(ch: Chapter, exercises: dict[str, dict], rerun) -> None:
 
 
 _IMPORT_CHECK = """
-import importlib, json, os, sys, traceback
+import importlib, json, os, sys
+import tutorial
+from tutorial.course.sandbox import import_error
+from tutorial.runtime import swap
 try:
-    import tutorial
-    from tutorial.runtime import swap
     for module in swap.decode_files(os.environ[swap.FILES_VAR]):
         importlib.import_module(module)
 except BaseException as exc:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in sys.argv[1:]]
-    line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else (frames[-1].lineno if frames else None)
-    where = getattr(exc, "filename", None) or (frames[-1].filename if frames else "")
-    print(json.dumps({"error": f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}", "line": line,
-                      "file": where}))
+    print(json.dumps(import_error(exc, sys.argv[1:])))
 """
 
 

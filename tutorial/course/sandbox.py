@@ -315,12 +315,25 @@ child_main(job)
 '''
 
 
+def import_error(exc: BaseException, files: list[str]) -> dict:
+    """Why importing a learner's exercise file failed, and where: {"error", "line", "file"},
+    the line and file being the last place in `files` (the exercise files' paths) that the
+    traceback passes, or a syntax error's own."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
+    if isinstance(exc, SyntaxError):
+        line, where = exc.lineno, exc.filename or ""
+    else:
+        line, where = (frames[-1].lineno, frames[-1].filename) if frames else (None, "")
+    return {"error": f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}", "line": line, "file": where}
+
+
 def child_main(job: dict) -> None:
     """In the child: import the student's code as the lesson modules, then run each case's
     harness on its inputs and send the outputs (or the error) back, one case at a time."""
     import importlib
     import io
-    import traceback
 
     files = {module: str(Path(path).resolve()) for module, path in job["files"].items()}
     from ..runtime import swap
@@ -340,10 +353,9 @@ def child_main(job: dict) -> None:
         for module in files:
             importlib.import_module(module)
     except BaseException as exc:  # SystemExit too: the student's module ran
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files.values()]
-        line = exc.lineno if isinstance(exc, SyntaxError) else (frames[-1].lineno if frames else None)
-        where = f" (line {line})" if line else ""
-        send({"import_error": f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"[:2000] + where})
+        found = import_error(exc, list(files.values()))
+        where = f" (line {found['line']})" if found["line"] else ""
+        send({"import_error": found["error"][:2000] + where})
         send({"stage": "done"})
         return
     for case in job["cases"]:
@@ -361,5 +373,6 @@ def child_main(job: dict) -> None:
 
 
 __all__ = ["Limits", "Finished", "containment", "environment", "run", "send", "why", "child_main", "cpu_seconds",
+           "import_error",
            "BOOTSTRAP",
            "NAMESPACES", "RLIMITS", "CHANNEL_VAR"]
