@@ -374,6 +374,7 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(bench.device, "ON_SIMULATOR", False)
     monkeypatch.setattr(bench, "cuda", fake)
     monkeypatch.setattr(bench, "_flush_l2", lambda: log.append("flush"))
+    monkeypatch.setattr(bench, "_head_start", lambda: log.append("head start"))
     return fake
 
 
@@ -389,7 +390,7 @@ def test_time_cuda_brackets_each_call_and_flushes_outside_the_events(fake_gpu):
     assert t == bench.Timing(median_ms=11, min_ms=1, max_ms=1000, repeats=21)
     log = fake_gpu.log
     assert log[:3] == ["fn"] * 3
-    assert log[3:-1] == ["flush", "record", "fn", "record"] * 21
+    assert log[3:-1] == ["flush", "head start", "record", "fn", "record"] * 21
     assert log[-1] == "sync"
 
 
@@ -404,7 +405,7 @@ def test_time_cuda_rotates_inputs_without_flushing(fake_gpu):
 
 def test_time_cuda_without_flush(fake_gpu):
     bench.time_cuda(lambda: None, warmup=0, repeats=20, flush_l2=False)
-    assert fake_gpu.log == ["record"] * 40 + ["sync"]
+    assert fake_gpu.log == ["head start", "record", "record"] * 20 + ["sync"]
 
 
 def test_launch_overhead_synchronizes_each_batch(fake_gpu):

@@ -61,7 +61,7 @@ def minus_448_at_777(inputs, outputs):
 
 def bfloat16_input(scale):
     def make(rng):
-        x = hostile((8, 36), rng).astype(ml_dtypes.bfloat16)
+        x = hostile((6, 38), rng).astype(ml_dtypes.bfloat16)  # 228 values: 4 per load, not the library's 8
         return {"bits": bfloat16_bits(x), "fmt": fmt_index("e4m3"), **({} if scale is None else {"scale": scale})}
     return make
 
@@ -87,9 +87,9 @@ CASES = [
       for fmt in ("e4m3", "e5m2")),
     Case(KERNEL, "1024 NaNs and one -3.5 (element 777): the scale comes from 3.5 alone; NaN codes 0x7f, and -3.5 "
          "becomes -448", all_nan_but_one, "harness_ch02:quantize", minus_448_at_777),
-    Case(KERNEL, "a (8, 36) bfloat16 tensor (8-byte loads of 4 values), dynamic scale: quantizes like its exact "
+    Case(KERNEL, "a (6, 38) bfloat16 tensor (8-byte loads of 4 values), dynamic scale: quantizes like its exact "
          "float32 value", bfloat16_input(None), "harness_ch02:quantize_bfloat16", matches_reference, seed=202),
-    Case(KERNEL, "a (8, 36) bfloat16 tensor (8-byte loads of 4 values), static scale 0.05: quantizes like its exact "
+    Case(KERNEL, "a (6, 38) bfloat16 tensor (8-byte loads of 4 values), static scale 0.05: quantizes like its exact "
          "float32 value", bfloat16_input(0.05), "harness_ch02:quantize_bfloat16_static", matches_reference, seed=202),
     Case(KERNEL, "a (2, 3, 40) tensor of E5M2 midpoints times 2^-10 with the static scale 2^-10: every quotient an "
          "exact tie", fp8_midpoints, "harness_ch02:quantize_static", matches_reference),

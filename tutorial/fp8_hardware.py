@@ -5,8 +5,9 @@ rounding to nearest even and saturating, exactly as [`tutorial.fp8`][tutorial.fp
 encoders do (checked on all 2^32 float32 inputs). The quantizers of chapters 02-04 encode a
 quotient x / scale; to give the correctly rounded code of the exact quotient through an
 instruction that rounds a float32, they hand it the quotient *rounded to odd*
-([`quotient_rounded_to_odd`][]). On the simulator, which has no such instruction, every
-function here raises.
+([`quotient_rounded_to_odd`][]). The fast encoders (`encoder="fast"`) hand it the product
+`x * inv` as float32 rounds it, as torch and DeepGEMM do. On the simulator, which has no such
+instruction, every function here raises.
 """
 
 from __future__ import annotations
@@ -84,13 +85,35 @@ if not ON_SIMULATOR:
 
         return encode, encode4
 
+    def _hardware_product_encoders(cvt2):
+        # The fast encoders: the code of float32(x * inv), one multiply and half a cvt per value.
+        @cuda.jit(device=True)
+        def encode(x, inv):
+            return numba.uint8(cvt2(numba.float32(0.0), numba.float32(x) * numba.float32(inv)))
+
+        @cuda.jit(device=True)
+        def encode4(a, b, c, d, inv):
+            """The codes of a * inv, ..., d * inv (low byte first) in one uint32: two per `cvt`."""
+            inv = numba.float32(inv)
+            low = cvt2(numba.float32(b) * inv, numba.float32(a) * inv)
+            high = cvt2(numba.float32(d) * inv, numba.float32(c) * inv)
+            return low | (high << numba.uint32(16))
+
+        return encode, encode4
+
     encode_e4m3_quotient_hw, encode4_e4m3_quotient_hw = _hardware_quotient_encoders(cvt_e4m3x2)
     encode_e4m3_quotient_hw.__doc__ = "encode_e4m3_quotient, identical codes, through the hardware cvt."
     encode_e5m2_quotient_hw, encode4_e5m2_quotient_hw = _hardware_quotient_encoders(cvt_e5m2x2)
     encode_e5m2_quotient_hw.__doc__ = "encode_e5m2_quotient, identical codes, through the hardware cvt."
+    encode_e4m3_product_hw, encode4_e4m3_product_hw = _hardware_product_encoders(cvt_e4m3x2)
+    encode_e4m3_product_hw.__doc__ = "E4M3 code of float32(x * inv), through the hardware cvt."
+    encode_e5m2_product_hw, encode4_e5m2_product_hw = _hardware_product_encoders(cvt_e5m2x2)
+    encode_e5m2_product_hw.__doc__ = "E5M2 code of float32(x * inv), through the hardware cvt."
     # The 4-codes-per-word form of each encoder that has one (see quant.per_tensor.word_encoder).
     WORD_ENCODERS = {encode_e4m3_quotient_hw: encode4_e4m3_quotient_hw,
-                     encode_e5m2_quotient_hw: encode4_e5m2_quotient_hw}
+                     encode_e5m2_quotient_hw: encode4_e5m2_quotient_hw,
+                     encode_e4m3_product_hw: encode4_e4m3_product_hw,
+                     encode_e5m2_product_hw: encode4_e5m2_product_hw}
 
 else:
 
@@ -100,4 +123,5 @@ else:
 
     encode_e4m3_hw = encode_e5m2_hw = encode_e4m3_quotient_hw = encode_e5m2_quotient_hw = _no_hardware
     encode4_e4m3_quotient_hw = encode4_e5m2_quotient_hw = quotient_rounded_to_odd = _no_hardware
+    encode_e4m3_product_hw = encode_e5m2_product_hw = encode4_e4m3_product_hw = encode4_e5m2_product_hw = _no_hardware
     WORD_ENCODERS = {}

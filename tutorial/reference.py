@@ -5,6 +5,11 @@ Arithmetic is float64: the quotient x / scale of two float32 numbers is then nev
 enough to an FP8 midpoint for its float64 rounding to matter, so the codes are the correctly
 rounded codes of the exact quotient ([`tutorial.fp8.encode`][tutorial.fp8.encode] rounds
 float64 input once).
+
+With `encoder="fast"` they compute what torch and DeepGEMM compute instead: the codes of
+`float32(x * inv)`, `inv = float32(fmax / max(amax, EPS))` (DeepGEMM's `448.0 / amax`), or
+`inv = float32(1 / scale)` for a static or power-of-two scale, every operation in float32 as
+theirs are. [`fast_codes`][] is that multiply-then-encode, in two lines.
 """
 
 from __future__ import annotations
@@ -38,8 +43,20 @@ def as_float32_values(x) -> np.ndarray:
     return (x.astype(np.float32) if x.dtype == np.float64 else x).astype(np.float64)
 
 
-def blockwise_reference(x, block, fmt="e4m3", pow2_scales=False) -> QTensor:
+def fast_codes(x, inv, fmt="e4m3") -> np.ndarray:
+    """The fast encoder: the codes of `float32(x * inv)`, both float32 (inv broadcasts)."""
+    with np.errstate(over="ignore"):  # a product beyond float32 is inf, which saturates
+        return fp8.encode(np.asarray(x, np.float32) * np.asarray(inv, np.float32), fmt)
+
+
+def _check_encoder(encoder):
+    if encoder not in ("exact", "fast"):
+        raise ValueError(f"encoder must be 'exact' or 'fast', got {encoder!r}")
+
+
+def blockwise_reference(x, block, fmt="e4m3", pow2_scales=False, encoder="exact") -> QTensor:
     """One scale per `block` tile of `x` (any rank); edge tiles are smaller."""
+    _check_encoder(encoder)
     fmt = fp8.as_format(fmt)
     x = as_float32_values(x)
     tile = [min(b, n) for n, b in zip(x.shape, block)]  # a block past the edge is one block: the tensor's size
@@ -47,37 +64,48 @@ def blockwise_reference(x, block, fmt="e4m3", pow2_scales=False) -> QTensor:
     tiles = padded.reshape([d for n, b in zip(padded.shape, tile) for d in (n // b, b)])
     amax = finite_amax(tiles, axis=tuple(range(1, 2 * x.ndim, 2)))
     scales = (pow2_scale_from_amax if pow2_scales else scale_from_amax)(amax, fmt)
-    per_element = QTensor(np.zeros(x.shape, np.uint8), scales, fmt, tuple(block)).scale_per_element()
-    return QTensor(fp8.encode(x / per_element, fmt), scales, fmt, tuple(block))
+
+    def per_element(s):
+        return QTensor(np.zeros(x.shape, np.uint8), s, fmt, tuple(block)).scale_per_element()
+
+    if encoder == "fast":
+        inv = (np.float32(1.0) / scales if pow2_scales
+               else np.float32(fmt.max) / np.maximum(amax.astype(np.float32), np.float32(EPS)))
+        return QTensor(fast_codes(x, per_element(inv), fmt), scales, fmt, tuple(block))
+    return QTensor(fp8.encode(x / per_element(scales), fmt), scales, fmt, tuple(block))
 
 
-def per_tensor_reference(x, fmt="e4m3", scale=None) -> QTensor:
+def per_tensor_reference(x, fmt="e4m3", scale=None, encoder="exact") -> QTensor:
     """One scale for the whole tensor: from its finite amax, or the given (static) `scale`."""
+    _check_encoder(encoder)
     x = np.asarray(x)
     if scale is None:
-        return blockwise_reference(x, x.shape, fmt)
+        return blockwise_reference(x, x.shape, fmt, encoder=encoder)
     fmt = fp8.as_format(fmt)
     scale = np.float32(scale)
-    codes = fp8.encode(as_float32_values(x) / np.float64(scale), fmt)
+    if encoder == "fast":
+        codes = fast_codes(as_float32_values(x), np.float32(1.0) / scale, fmt)
+    else:
+        codes = fp8.encode(as_float32_values(x) / np.float64(scale), fmt)
     return QTensor(codes, np.full((1,) * x.ndim, scale, np.float32), fmt, tuple(x.shape))
 
 
-def per_channel_reference(x, axis, fmt="e4m3") -> QTensor:
+def per_channel_reference(x, axis, fmt="e4m3", encoder="exact") -> QTensor:
     """One scale per index along `axis` of 2-D `x`: `axis=0` one per row, `axis=1` one per column."""
     if axis not in (0, 1):
         raise ValueError(f"per_channel_reference: axis must be 0 (rows) or 1 (columns), got {axis!r}")
     m, n = np.shape(x)
-    return blockwise_reference(x, (1, n) if axis == 0 else (m, 1), fmt)
+    return blockwise_reference(x, (1, n) if axis == 0 else (m, 1), fmt, encoder=encoder)
 
 
-def per_token_group_reference(x, group=128, fmt="e4m3", pow2_scales=False) -> QTensor:
+def per_token_group_reference(x, group=128, fmt="e4m3", pow2_scales=False, encoder="exact") -> QTensor:
     """1 x `group` blocks: one scale per row and `group` columns (DeepGEMM's `per_token_cast_to_fp8`)."""
-    return blockwise_reference(x, (1, group), fmt, pow2_scales)
+    return blockwise_reference(x, (1, group), fmt, pow2_scales, encoder)
 
 
-def per_block_reference(x, tile=128, fmt="e4m3", pow2_scales=False) -> QTensor:
+def per_block_reference(x, tile=128, fmt="e4m3", pow2_scales=False, encoder="exact") -> QTensor:
     """`tile` x `tile` blocks (DeepGEMM's `per_block_cast_to_fp8`)."""
-    return blockwise_reference(x, (tile, tile), fmt, pow2_scales)
+    return blockwise_reference(x, (tile, tile), fmt, pow2_scales, encoder)
 
 
 def interleaved_reference(q: QTensor) -> np.ndarray:

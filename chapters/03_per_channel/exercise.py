@@ -2,8 +2,8 @@
 # Generated from tutorial.quant.per_channel by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 03`: the graded tests use this file as tutorial.quant.per_channel.
 # TODOs:
-#   line   87: per_row_kernel_vec4
-# stub fingerprint: e7972a30946ab15b (tells `fp8-tutorial exercises` an untouched stub from your work)
+#   line   91: per_row_kernel_vec4
+# stub fingerprint: 1f0f66e42ab57cd3 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 03: per-channel FP8 quantization, one scale per row or per column of a matrix.
 
@@ -38,13 +38,14 @@ from tutorial.runtime.device import ON_SIMULATOR
 from tutorial.runtime.launch import as_device, grid_blocks, sm_count
 from tutorial.runtime.loads import BF16, load4, widen_bf16
 from tutorial.quant.common import finite_abs, finite_amax4, loader, scale_rule, vec4_ready
-from tutorial.quant.encoders import quotient_encoder
+from tutorial.quant.encoders import check_encoder, factor_rule, quotient_encoder
 from tutorial.quant.per_tensor import pack4, word_encoder
 
 COLUMN_TILE = (8, 32)  # (rows, 4-column groups) per block of the column kernels: 8 warps, 128 columns
 ROWS_PER_BLOCK = 64 if ON_SIMULATOR else 256  # rows a column-amax block reduces before its atomics
 ROW_THREADS = 32 if ON_SIMULATOR else THREADS  # a simulated barrier costs ~1 ms per thread: keep blocks small
 ROW_BLOCKS_PER_SM = 4  # on the H100, 4 blocks of 256 threads per SM beat 2 (2.19 TB/s) and 8 (2.58): 2.68
+COLUMN_ROWS_PER_THREAD = 8  # rows an encode thread of the column path takes (H200: 8 3.99 TB/s, 62: 3.92)
 
 
 # -- rows ---------------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ MAX_GROUPS_PER_THREAD = 16  # 64 floats of a row per thread, in registers; longe
 
 
 @functools.cache
-def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
+def per_row_kernel_vec4(fmt, per_thread: int, load=load4, encoder: str = "exact"):
     """One block per row at a time, the row held in registers: its finite amax, its scale,
     then its codes, with x read from memory once.
 
@@ -72,8 +73,11 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
     Why hold the row: a version that re-reads the row for the encode (one warp per row, 64
     rows in flight per SM) ran at about half the copy bandwidth on an H100, because the
     re-reads missed the caches and went back to memory.
+
+    `encoder`: "exact" or "fast"; `encode4` takes its operand `factor_of(amax, scale)`.
     """
-    encode4 = word_encoder(quotient_encoder(fmt))
+    encode4 = word_encoder(quotient_encoder(fmt, encoder))
+    factor_of = factor_rule(fmt, encoder)
     fmax = float32(fmt.max)
 
     @cuda.jit
@@ -85,18 +89,20 @@ def per_row_kernel_vec4(fmt, per_thread: int, load=load4):
         for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):  # the same for the whole block
             start = row * cols
             # TODO (per_row_kernel_vec4): load this thread's groups into vals (zeros past the row's
-            #   end), its finite amax, block_max across the block, the scale (thread 0 stores it),
-            #   then the encode4 word of each group into words (roughly 15 lines)
+            #   end), its finite amax, block_max across the block, the scale (thread 0 stores it)
+            #   and the encoder's factor_of(amax, scale), then the encode4 word of each group into
+            #   words (roughly 17 lines)
             raise NotImplementedError("per_row_kernel_vec4: not yet attempted")
 
     return kernel
 
 
 @functools.cache
-def per_row_kernel(fmt):
+def per_row_kernel(fmt, encoder: str = "exact"):
     """The general version (any float dtype, any row length): one block per row at a time,
     `block_max` across the block, one code per thread per trip."""
-    encode = quotient_encoder(fmt)
+    encode = quotient_encoder(fmt, encoder)
+    factor_of = factor_rule(fmt, encoder)
     fmax = float32(fmt.max)
 
     @cuda.jit
@@ -106,11 +112,13 @@ def per_row_kernel(fmt):
             m = float32(0.0)
             for j in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
                 m = max(m, finite_abs(x[row, j]))
-            scale = scale_rule(block_max(m), fmax)
+            amax = block_max(m)
+            scale = scale_rule(amax, fmax)
+            factor = factor_of(amax, scale)
             if cuda.threadIdx.x == 0:
                 scales[row, 0] = scale
             for j in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
-                codes[row, j] = encode(x[row, j], scale)
+                codes[row, j] = encode(x[row, j], factor)
 
     return kernel
 
@@ -167,12 +175,23 @@ def column_amax_bits_vec4(load=load4):
 
 
 @functools.cache
-def per_column_kernel_vec4(fmt, load=load4):
+def per_column_kernel_vec4(fmt, load=load4, encoder: str = "exact"):
     """`codes[i, j] = encode(x[i, j] / scale[j])`, 4 columns per thread; the scales are
     computed from `amax_bits` once per thread and kept in registers. Block (32, 8) as in
-    [`column_amax_bits_vec4`][]; blocks along y stride over rows."""
-    encode = quotient_encoder(fmt)
+    [`column_amax_bits_vec4`][]; blocks along y stride over rows.
+
+    (Walking the rows bottom-up, so as to start on the rows the amax pass left in L2, was
+    tried on the H200: no measurable gain.)
+    """
+    encode = quotient_encoder(fmt, encoder)
+    factor_of = factor_rule(fmt, encoder)
     fmax = float32(fmt.max)
+
+    @cuda.jit(device=True)
+    def scale_and_factor(amax_bits, j):
+        amax = bits_float32(amax_bits[j])
+        scale = scale_rule(amax, fmax)
+        return scale, factor_of(amax, scale)
 
     @cuda.jit
     def kernel(x, cols, amax_bits, words, scales):
@@ -180,10 +199,10 @@ def per_column_kernel_vec4(fmt, load=load4):
         q = cuda.blockIdx.x * 32 + cuda.threadIdx.x
         if 4 * q >= cols:
             return
-        s0 = scale_rule(bits_float32(amax_bits[4 * q]), fmax)
-        s1 = scale_rule(bits_float32(amax_bits[4 * q + 1]), fmax)
-        s2 = scale_rule(bits_float32(amax_bits[4 * q + 2]), fmax)
-        s3 = scale_rule(bits_float32(amax_bits[4 * q + 3]), fmax)
+        s0, f0 = scale_and_factor(amax_bits, 4 * q)
+        s1, f1 = scale_and_factor(amax_bits, 4 * q + 1)
+        s2, f2 = scale_and_factor(amax_bits, 4 * q + 2)
+        s3, f3 = scale_and_factor(amax_bits, 4 * q + 3)
         first = cuda.blockIdx.y * 8 + cuda.threadIdx.y
         if first == 0:
             scales[0, 4 * q] = s0
@@ -193,7 +212,7 @@ def per_column_kernel_vec4(fmt, load=load4):
         groups = cols // 4
         for i in range(first, rows, cuda.gridDim.y * 8):
             a, b, c, d = load(x, i * cols + 4 * q)
-            words[i * groups + q] = pack4(encode(a, s0), encode(b, s1), encode(c, s2), encode(d, s3))
+            words[i * groups + q] = pack4(encode(a, f0), encode(b, f1), encode(c, f2), encode(d, f3))
 
     return kernel
 
@@ -214,8 +233,9 @@ def column_amax_bits(x, rows_per_block, amax_bits):
 
 
 @functools.cache
-def per_column_kernel(fmt):
-    encode = quotient_encoder(fmt)
+def per_column_kernel(fmt, encoder: str = "exact"):
+    encode = quotient_encoder(fmt, encoder)
+    factor_of = factor_rule(fmt, encoder)
     fmax = float32(fmt.max)
 
     @cuda.jit
@@ -224,18 +244,20 @@ def per_column_kernel(fmt):
         j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         if j >= cols:
             return
-        scale = scale_rule(bits_float32(amax_bits[j]), fmax)
+        amax = bits_float32(amax_bits[j])
+        scale = scale_rule(amax, fmax)
+        factor = factor_of(amax, scale)
         if cuda.blockIdx.y == 0:
             scales[0, j] = scale
         for i in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
-            codes[i, j] = encode(x[i, j], scale)
+            codes[i, j] = encode(x[i, j], factor)
 
     return kernel
 
 
 # -- host functions -----------------------------------------------------------------------------
 
-def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
+def per_channel_into(d, axis, codes, scales, amax_bits, fmt, encoder="exact"):
     """The launches of [`quantize_per_channel`][] on preallocated device arrays. `amax_bits`
     (int32[N]) is scratch for `axis=1`: zeroed here, then left holding the column maxima."""
     fmt = fp8.as_format(fmt)
@@ -249,9 +271,9 @@ def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
     if axis == 0 and fast and per_thread <= MAX_GROUPS_PER_THREAD:
         words = codes.reshape(rows * cols).view(np.uint32)
         blocks = min(grid_blocks(rows, 1), ROW_BLOCKS_PER_SM * sm_count())
-        per_row_kernel_vec4(fmt, per_thread, load)[blocks, ROW_THREADS](flat, cols, words, scales)
+        per_row_kernel_vec4(fmt, per_thread, load, encoder)[blocks, ROW_THREADS](flat, cols, words, scales)
     elif axis == 0:
-        per_row_kernel(fmt)[grid_blocks(rows, 1), ROW_THREADS](d, codes, scales)
+        per_row_kernel(fmt, encoder)[grid_blocks(rows, 1), ROW_THREADS](d, codes, scales)
     elif fast:
         zero_fill[grid_blocks(cols, THREADS), THREADS](amax_bits)
         words = codes.reshape(rows * cols).view(np.uint32)
@@ -259,23 +281,24 @@ def per_channel_into(d, axis, codes, scales, amax_bits, fmt):
         stripes = math.ceil(cols / (4 * tile_groups))
         column_amax_bits_vec4(load)[(stripes, math.ceil(rows / ROWS_PER_BLOCK)), (tile_groups, tile_rows)](
             flat, cols, ROWS_PER_BLOCK, amax_bits)
-        slabs = max(1, grid_blocks(rows, tile_rows) // stripes)
-        kernel = per_column_kernel_vec4(fmt, load)
+        slabs = max(1, grid_blocks(rows, tile_rows * COLUMN_ROWS_PER_THREAD, per_sm=None))
+        kernel = per_column_kernel_vec4(fmt, load, encoder)
         kernel[(stripes, slabs), (tile_groups, tile_rows)](flat, cols, amax_bits, words, scales)
     else:
         zero_fill[grid_blocks(cols, THREADS), THREADS](amax_bits)
         grid = (math.ceil(cols / THREADS), math.ceil(rows / ROWS_PER_BLOCK))
         column_amax_bits[grid, THREADS](d, ROWS_PER_BLOCK, amax_bits)
-        per_column_kernel(fmt)[grid, THREADS](d, amax_bits, codes, scales)
+        per_column_kernel(fmt, encoder)[grid, THREADS](d, amax_bits, codes, scales)
 
 
-def quantize_per_channel(x, axis, fmt="e4m3") -> QTensor:
+def quantize_per_channel(x, axis, fmt="e4m3", *, encoder="exact") -> QTensor:
     """One scale per index along `axis` of 2-D `x`: `axis=0` one per row (block `(1, N)`),
     `axis=1` one per column (block `(M, 1)`). Dynamic: each scale from its channel's finite amax.
     Returns a QTensor on the host for numpy input, on the device for device input. float64
     input is rounded to float32 first, and a finite float64 value beyond float32's range is an
-    error."""
+    error. `encoder`: "exact" or "fast" (see `tutorial.quant.encoders`)."""
     fmt = fp8.as_format(fmt, "quantize_per_channel")
+    encoder = check_encoder(encoder, "quantize_per_channel")
     if isinstance(axis, (bool, np.bool_)) or axis not in (0, 1):
         raise ValueError(f"quantize_per_channel: axis must be 0 (rows) or 1 (columns), got {axis!r}")
     d, from_host = as_device(x, "quantize_per_channel", ndim=2)
@@ -283,7 +306,7 @@ def quantize_per_channel(x, axis, fmt="e4m3") -> QTensor:
     codes = cuda.device_array((rows, cols), np.uint8)
     scales = cuda.device_array((rows, 1) if axis == 0 else (1, cols), np.float32)
     amax_bits = cuda.device_array(cols if axis == 1 else 1, np.int32)
-    per_channel_into(d, axis, codes, scales, amax_bits, fmt)
+    per_channel_into(d, axis, codes, scales, amax_bits, fmt, encoder)
     q = QTensor(codes, scales, fmt, (1, cols) if axis == 0 else (rows, 1))
     return q.to_host() if from_host else q
 

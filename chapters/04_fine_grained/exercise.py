@@ -2,9 +2,9 @@
 # Generated from tutorial.quant.blockwise by `fp8-tutorial exercises`. Fill in every TODO, then run
 # `fp8-tutorial grade 04`: the graded tests use this file as tutorial.quant.blockwise.
 # TODOs:
-#   line  176: row_group_kernel
-#   line  226: tile_kernel
-# stub fingerprint: 1cc01b89c04bfa85 (tells `fp8-tutorial exercises` an untouched stub from your work)
+#   line  185: row_group_kernel
+#   line  237: tile_kernel
+# stub fingerprint: 58bc515011f4b581 (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 04: fine-grained (block) FP8 quantization, DeepSeek-V3 / DeepGEMM style.
 
@@ -49,14 +49,22 @@ from tutorial.runtime.device import ON_SIMULATOR
 from tutorial.runtime.launch import as_block, as_device, grid_blocks, jit_options, sm_count
 from tutorial.runtime.loads import BF16, as_float32, load4, widen_bf16
 from tutorial.quant.common import finite_abs, finite_amax4, loader, pow2_scale_rule, scale_rule, vec4_ready
-from tutorial.quant.encoders import quotient_encoder
+from tutorial.quant.encoders import check_encoder, factor_rule, quotient_encoder
 from tutorial.quant.per_tensor import word_encoder
 
 LAYOUTS = ("separate", "m_major", "interleaved")
-TILE_THREADS = 64 if ON_SIMULATOR else 1024  # a 128 x 128 tile is 16 floats per thread; 512 threads: 1.57 TB/s, 1024: 2.13
+# A 128 x 128 tile with 512 threads is 32 floats per thread, at most 64 registers each: two
+# blocks per SM. H200, fast encoder: 1024 threads capped at 32 registers 3.71 TB/s, 512 at 64
+# registers 3.99 (H100, exact encoder: 512 threads 1.57 TB/s, 1024: 2.13; it needed more registers).
+TILE_THREADS = 64 if ON_SIMULATOR else 512
 LOADS_PER_TRIP = 4  # 16-byte loads a lane issues before its first shuffle: hides memory latency
-GROUP_THREADS = 64 if ON_SIMULATOR else 512  # H100, 1 x 128 float32: 256 threads 2.52 TB/s, 512: 2.54-2.56
-TILE_MAX_REGISTERS = 32  # two 1024-thread tile blocks fit an SM (44 registers: one): 2.13 -> 2.20 TB/s
+# bfloat16 loads are 8 bytes: twice as many keep as many bytes in flight (H200, 1 x 128, bfloat16
+# in, fast encoder: 4 loads 3.25 TB/s, 8 loads 3.68)
+LOADS_PER_TRIP_BF16 = 8
+# H100, 1 x 128 float32: 256 threads 2.52 TB/s, 512: 2.54-2.56. H200, with a grid that covers
+# the matrix in one trip: 256 threads 4.17, 512 3.88; the same with 16 blocks per SM: 3.98.
+GROUP_THREADS = 64 if ON_SIMULATOR else 256
+TILE_MAX_REGISTERS = 64  # two 512-thread tile blocks fit an SM
 
 
 # -- scales --------------------------------------------------------------------------------------
@@ -88,7 +96,7 @@ def lanes_max(lanes: int):
 # -- (1, bn) groups ------------------------------------------------------------------------------
 
 @functools.cache
-def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encode=None,
+def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, encoder="exact",
                      loads_per_trip=LOADS_PER_TRIP, whole=False, max_registers=None):
     """A kernel for `(1, bn)` blocks over a matrix whose rows are whole groups (`N % bn == 0`).
 
@@ -107,12 +115,13 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
     tile part); a group is a whole tile (bn >= 128) or the share of bn / 4 lanes (bn < 128).
     Sizes are baked in, so the loops unroll and `vals` lives in registers. `whole`: the
     matrix is a whole number of trips (M * N a multiple of `128 * loads_per_trip`), so no load
-    or store needs a bounds check.
+    or store needs a bounds check. `encoder`: "exact" or "fast"; `encode4` takes its operand
+    `factor_of(amax, scale)`.
     """
     if bn % 4 or not (bn % 128 == 0 or 128 % bn == 0) or bn < 16:
         raise ValueError(f"row_group_kernel: bn must be 16, 32, 64 or a multiple of 128, got {bn}")
-    encode = encode or quotient_encoder(fmt)
-    encode4 = word_encoder(encode)
+    encode4 = word_encoder(quotient_encoder(fmt, encoder))
+    factor_of = factor_rule(fmt, encoder, from_scale=pow2)
     fmax = float32(fmt.max)
     lanes = min(WARP, bn // 4)  # lanes that share one group
     per_lane = max(1, bn // 128)  # load4s per lane per group
@@ -174,9 +183,10 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
                 first = (t0 + u) * tile + 4 * lane  # this lane's first value in the tile
                 group = group_of(first)
                 # TODO (row_group_kernel): the group's finite amax (finite_amax4 over this lane's
-                #   vals, then group_max over the group's lanes), its scale (scale_of), the group's
-                #   first lane stores it with store_scale, then every lane stores the encode4 word
-                #   of each of its 4 values at out[word_index(e, group)] (roughly 12 lines)
+                #   vals, then group_max over the group's lanes), its scale (scale_of) and the
+                #   encoder's factor_of(amax, scale); the group's first lane stores the scale with
+                #   store_scale, then every lane stores the encode4 word (given the factor) of each
+                #   of its 4 values at out[word_index(e, group)] (roughly 14 lines)
                 raise NotImplementedError("row_group_kernel: not yet attempted")
             t0 += n_warps * tiles_per_trip
 
@@ -186,7 +196,7 @@ def row_group_kernel(fmt, bn: int, load=load4, layout="separate", pow2=False, en
 # -- (bm, bn) tiles --------------------------------------------------------------------------
 
 @functools.cache
-def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encode=None, max_registers=None,
+def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, encoder="exact", max_registers=None,
                 whole=False):
     """A kernel for `(bm, bn)` tiles, one thread block per tile at a time, the tile in registers.
 
@@ -201,12 +211,13 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
     Thread t owns the 4-value column group `t % (bn / 4)` of the tile, in rows `t // (bn / 4)`,
     `+ threads / (bn / 4)`, ...: a warp reads whole 512-byte row segments. `whole`: M and N are
     multiples of bm and bn, so no tile crosses the matrix's edge and no access needs a check.
+    `encoder`: "exact" or "fast", as in [`row_group_kernel`][].
     """
     groups_per_row = bn // 4
     if bn % 4 or threads % groups_per_row or threads % WARP:
         raise ValueError(f"tile_kernel: bn / 4 = {groups_per_row} must divide threads = {threads}")
-    encode = encode or quotient_encoder(fmt)
-    encode4 = word_encoder(encode)
+    encode4 = word_encoder(quotient_encoder(fmt, encoder))
+    factor_of = factor_rule(fmt, encoder, from_scale=pow2)
     fmax = float32(fmt.max)
     row_step = threads // groups_per_row  # tile rows covered by one pass of the block
     per_thread = -(-bm // row_step)
@@ -224,8 +235,9 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
             ti = tile // tiles_across
             c = (tile - ti * tiles_across) * bn + 4 * gc
             # TODO (tile_kernel): load this thread's rows of the tile into vals (zeros outside the
-            #   matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]), then
-            #   store the encode4 words (roughly 15 lines)
+            #   matrix), the finite amax, block_max, the scale (thread 0 stores scales[tile]) and
+            #   the encoder's factor_of(amax, scale), then store the encode4 words (roughly 17
+            #   lines)
             raise NotImplementedError("tile_kernel: not yet attempted")
 
     return kernel
@@ -234,10 +246,11 @@ def tile_kernel(fmt, bm: int, bn: int, threads: int, load=load4, pow2=False, enc
 # -- anything else ---------------------------------------------------------------------------
 
 @functools.cache
-def general_kernel(fmt, pow2=False, encode=None):
+def general_kernel(fmt, pow2=False, encoder="exact"):
     """Any block shape, dtype (float16/32/64) and alignment: one thread block per tile at a
     time, one element per thread per trip; scales (ceil(M / bm), ceil(N / bn)) row-major."""
-    encode = encode or quotient_encoder(fmt)
+    encode = quotient_encoder(fmt, encoder)
+    factor_of = factor_rule(fmt, encoder, from_scale=pow2)
     fmax = float32(fmt.max)
     scale_of = scale_rule_of(pow2)
 
@@ -254,18 +267,20 @@ def general_kernel(fmt, pow2=False, encode=None):
             m = float32(0.0)
             for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
                 m = max(m, finite_abs(x[r0 + k // w, c0 + k % w]))
-            scale = scale_of(block_max(m), fmax)
+            amax = block_max(m)
+            scale = scale_of(amax, fmax)
+            factor = factor_of(amax, scale)
             if cuda.threadIdx.x == 0:
                 scales[ti, tile - ti * tiles_across] = scale
             for k in range(cuda.threadIdx.x, h * w, cuda.blockDim.x):
-                codes[r0 + k // w, c0 + k % w] = encode(x[r0 + k // w, c0 + k % w], scale)
+                codes[r0 + k // w, c0 + k % w] = encode(x[r0 + k // w, c0 + k % w], factor)
 
     return kernel
 
 
 # -- host functions ------------------------------------------------------------------------------
 
-def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False, encoder="auto"):
+def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False, encoder="exact"):
     """The launch of [`quantize_blockwise`][] on preallocated device arrays.
 
     Args:
@@ -279,21 +294,25 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
         fmt: the FP8 format.
         layout: "separate", "m_major" or "interleaved" (see [`row_group_kernel`][]).
         pow2: power-of-two (UE8M0) scales.
-        encoder: "auto" (the hardware conversion where there is one), "software" or
-            "hardware".
+        encoder: "exact", "fast", or "software" / "hardware" (the exact encoder on one
+            implementation; see `tutorial.quant.encoders`).
     """
     fmt = fp8.as_format(fmt)
     rows, cols = d.shape
-    encode = quotient_encoder(fmt, encoder, "quantize_blockwise")
+    encoder = check_encoder(encoder, "quantize_blockwise")
     fast = vec4_ready(d)
     if fast and bm == 1 and cols % bn == 0 and (bn % 128 == 0 or (128 % bn == 0 and bn >= 16)):
-        trip = 128 * max(1, bn // 128) * max(1, LOADS_PER_TRIP // max(1, bn // 128))  # values per warp-trip
+        loads = LOADS_PER_TRIP_BF16 if np.dtype(d.dtype) == BF16 else LOADS_PER_TRIP
+        trip = 128 * max(1, bn // 128) * max(1, loads // max(1, bn // 128))  # values per warp-trip
         whole = (rows * cols) % trip == 0
-        kernel = row_group_kernel(fmt, bn, loader(d), layout, pow2, encode, whole=whole)
+        kernel = row_group_kernel(fmt, bn, loader(d), layout, pow2, encoder, loads, whole=whole)
         work = -(-rows * cols // trip)
-        blocks = grid_blocks(max(1, work), GROUP_THREADS // WARP)
+        # A lane holds trip / 32 values in registers; past 32 of them (groups wider than 1024),
+        # 512 threads would need more registers than an SM has (bn = 4096: 157 per thread).
+        threads = GROUP_THREADS if trip <= 1024 else WARP * 4
+        blocks = grid_blocks(max(1, work), threads // WARP, per_sm=None)  # every warp one trip: no grid cap
         flat_scales = scales.reshape(scales.size)
-        kernel[blocks, GROUP_THREADS](d.reshape(rows * cols), out.reshape(out.size).view(np.uint32),
+        kernel[blocks, threads](d.reshape(rows * cols), out.reshape(out.size).view(np.uint32),
                                       flat_scales, rows)
         return
     if layout != "separate":
@@ -305,19 +324,19 @@ def blockwise_into(d, bm, bn, out, scales, fmt, *, layout="separate", pow2=False
     threads = max(TILE_THREADS, bn // 4) if bn % 4 == 0 else 0
     if (fast and bm > 1 and threads and threads % (bn // 4) == 0 and threads % WARP == 0 and threads <= 1024
             and bm * bn <= 128 * 128):
-        kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encode,
-                             TILE_MAX_REGISTERS if threads == 1024 else None, rows % bm == 0 and cols % bn == 0)
+        kernel = tile_kernel(fmt, bm, bn, threads, loader(d), pow2, encoder,
+                             TILE_MAX_REGISTERS if threads == TILE_THREADS else None, rows % bm == 0 and cols % bn == 0)
         blocks = min(grid_blocks(scales.size, 1), 4 * sm_count())
         kernel[blocks, threads](d.reshape(rows * cols), rows, cols, out.reshape(out.size).view(np.uint32),
                                 scales.reshape(scales.size))
         return
     if np.dtype(d.dtype) == BF16:
         d = widen_bf16(d)
-    general_kernel(fmt, pow2, encode)[grid_blocks(scales.size, 1), 32 if ON_SIMULATOR else 256](d, bm, bn, out, scales)
+    general_kernel(fmt, pow2, encoder)[grid_blocks(scales.size, 1), 32 if ON_SIMULATOR else 256](d, bm, bn, out, scales)
 
 
 def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scales_m_major=False,
-                       encoder="auto") -> QTensor:
+                       encoder="exact") -> QTensor:
     """One scale per `block` tile of 2-D `x`: scales of shape (ceil(M / bm), ceil(N / bn)).
 
     Args:
@@ -332,7 +351,9 @@ def quantize_blockwise(x, block=(1, 128), fmt="e4m3", pow2_scales=False, *, scal
         scales_m_major: for (1, bn) blocks, store the scales M-major (transposed, contiguous
             along M, as DeepGEMM's GEMM reads them); the QTensor's scales are then a transposed
             view, same shape and meaning.
-        encoder: "auto", "software" or "hardware" (identical codes; see `tutorial.fp8`).
+        encoder: "exact" (the correctly rounded codes of x / scale), "fast" (the codes of
+            x * (fmax / amax), DeepGEMM's `per_token_cast_to_fp8` bit for bit), or
+            "software" / "hardware" (the exact codes, on one implementation).
 
     Returns:
         On the host for numpy input, on the device for device input.

@@ -13,6 +13,12 @@ How a measurement is taken ([`time_cuda`][]):
 * Before each timed call, outside the event pair, L2 is flushed by writing a 256 MiB device
   buffer (H100 L2: 50 MB) - unless `rotate` is given, in which case the calls cycle through
   several input sets instead (make their total larger than L2) and nothing is flushed.
+* Then, also outside the pair, a one-thread kernel sleeps for about `HEAD_START_US`: the host
+  records the start event and launches the timed call (Python argument checks, Numba's
+  dispatch: tens of microseconds, and more for a host function that does some work) while
+  the GPU still sleeps, so the call is queued before the GPU reaches the start event, and the
+  host's overhead is not counted. Without it, a 110 us kernel behind a Python host function
+  timed at 110 us on some calls and 130 us on others (H200, chapter 04, bfloat16 1 x 128).
 * The median is the headline figure; min and max are kept to show the spread.
 
 Peers (torch, cupy) are timed with the same [`time_cuda`][], i.e. Numba's events on the
@@ -140,6 +146,20 @@ def _empty():
     pass
 
 
+HEAD_START_US = 300  # the GPU's sleep before each timed call (see the module docstring)
+
+
+@cuda.jit
+def _sleep(microseconds):
+    for _ in range(microseconds):
+        cuda.nanosleep(1000)
+
+
+def _head_start() -> None:
+    """Keep the GPU busy for about HEAD_START_US (queued on stream 0, not waited for)."""
+    _sleep[1, 1](HEAD_START_US)
+
+
 _flush_buffers: dict = {}  # nbytes -> device array; allocated once, reused by every call
 
 
@@ -171,6 +191,7 @@ def time_cuda(fn: Callable, *, warmup: int = 5, repeats: int = 50,
     for i, (start, end) in enumerate(events):
         if flush:
             _flush_l2()  # before `start`, so its time is not counted
+        _head_start()  # also before `start`: the host's head start (module docstring)
         start.record()
         fn(*args(warmup + i))
         end.record()

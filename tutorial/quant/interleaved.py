@@ -16,15 +16,17 @@ from ..runtime.launch import as_device, as_size
 from ..runtime.loads import as_float32
 from .blockwise import blockwise_into
 from .common import vec4_ready
+from .encoders import check_encoder
 
 
-def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
+def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False, *, encoder="exact"):
     """1 x `group` quantization into one buffer: each group's `group` codes followed by the 4
     bytes of its float32 scale, uint8 of shape (M, N / group * (group + 4)). A reader of one
     group then finds its scale in the same 128-byte lines. [`split_interleaved`][] turns it
     back into a QTensor. Input as for
-    [`quantize_blockwise`][tutorial.quant.blockwise.quantize_blockwise]."""
+    [`quantize_blockwise`][tutorial.quant.blockwise.quantize_blockwise], `encoder` too."""
     fmt = fp8.as_format(fmt, "quantize_groups_interleaved")
+    encoder = check_encoder(encoder, "quantize_groups_interleaved")
     bn = as_size(group, "quantize_groups_interleaved", "group")
     if not (bn % 128 == 0 or bn in (16, 32, 64)):
         raise ValueError(f"quantize_groups_interleaved: group must be 16, 32, 64 or a multiple of 128 (a group is "
@@ -35,7 +37,8 @@ def quantize_groups_interleaved(x, group=128, fmt="e4m3", pow2_scales=False):
     if cols % bn:
         raise ValueError(f"quantize_groups_interleaved: N = {cols} must be a multiple of group = {bn}")
     buf = cuda.device_array((rows, cols // bn * (bn + 4)), np.uint8)
-    blockwise_into(d, 1, bn, buf, cuda.device_array(1, np.float32), fmt, layout="interleaved", pow2=pow2_scales)
+    blockwise_into(d, 1, bn, buf, cuda.device_array(1, np.float32), fmt, layout="interleaved", pow2=pow2_scales,
+                   encoder=encoder)
     return buf.copy_to_host() if from_host else buf
 
 

@@ -21,6 +21,7 @@ from numba import cuda
 
 from .device import ON_SIMULATOR
 
+MAX_GRID = 2**31 - 1  # blocks along x a launch may have
 BLOCKS_PER_SM = 16  # grid cap; on the H100, 8 -> 16 blocks per SM gave absmax +1%
 SIMULATOR_BLOCKS = 4  # each simulated thread costs ~1 ms per barrier: a few blocks at most
 # The floating-point inputs every kernel of the course takes. bfloat16 arrives on the device as
@@ -34,10 +35,11 @@ def sm_count() -> int:
     return 1 if ON_SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
-def grid_blocks(work_items: int, per_block: int, per_sm: int = BLOCKS_PER_SM) -> int:
+def grid_blocks(work_items: int, per_block: int, per_sm: int | None = BLOCKS_PER_SM) -> int:
     """Enough blocks for `work_items` at `per_block` each, capped at `per_sm` blocks per SM on a
-    GPU and at `SIMULATOR_BLOCKS` on the simulator: the kernels stride over the rest."""
-    cap = SIMULATOR_BLOCKS if ON_SIMULATOR else per_sm * sm_count()
+    GPU (`None`: no cap below the hardware's) and at `SIMULATOR_BLOCKS` on the simulator: the
+    kernels stride over the rest."""
+    cap = SIMULATOR_BLOCKS if ON_SIMULATOR else MAX_GRID if per_sm is None else per_sm * sm_count()
     return max(1, min(cap, math.ceil(work_items / per_block)))
 
 

@@ -1,4 +1,5 @@
-"""Wide loads: four float32 in one 16-byte load instruction, four bfloat16 in one 8-byte one.
+"""Wide loads: four float32 in one 16-byte load instruction, four bfloat16 in one 8-byte one (or
+eight in a 16-byte one, [`load8_bf16`][]).
 
 A memory-bound kernel that loads one float32 per instruction needs four times as many load
 instructions as one that loads four, and on an H100 that alone can keep it from the copy
@@ -88,6 +89,14 @@ else:
             return None
         return types.UniTuple(types.uint32, 2)(arr, i), _vector_load(ir.IntType(32), 2, 8)
 
+    @intrinsic
+    def _load_words4(typingctx, arr, i):
+        """`arr[i : i + 8]` of a 16-bit array as four uint32 words, one 16-byte load; i % 8 == 0."""
+        if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
+                and isinstance(i, types.Integer)):
+            return None
+        return types.UniTuple(types.uint32, 4)(arr, i), _vector_load(ir.IntType(32), 4, 16)
+
 if ON_SIMULATOR:
 
     def load4_bf16(arr, i):
@@ -105,6 +114,34 @@ else:
         lo, hi = _load_words2(arr, i)  # little-endian: element i is the low half of `lo`
         return (bits_float32(lo << uint32(16)), bits_float32(lo & uint32(0xFFFF0000)),
                 bits_float32(hi << uint32(16)), bits_float32(hi & uint32(0xFFFF0000)))
+
+
+if ON_SIMULATOR:
+
+    def load8_bf16(arr, i):
+        """Eight bfloat16 (uint16 bits) `arr[i : i + 8]` as float32, one 16-byte load; i % 8 == 0."""
+        if i % 8:
+            raise IndexError(f"load8_bf16: index {i} is not a multiple of 8 (a misaligned vector load)")
+        return tuple(bf16_to_float32(arr[i + k]) for k in range(8))
+
+else:
+
+    @cuda.jit(device=True)
+    def load8_bf16(arr, i):
+        """Eight bfloat16 (uint16 bits) `arr[i : i + 8]` as float32, one 16-byte load; i % 8 == 0."""
+        w0, w1, w2, w3 = _load_words4(arr, i)
+        high = uint32(0xFFFF0000)
+        return (bits_float32(w0 << uint32(16)), bits_float32(w0 & high), bits_float32(w1 << uint32(16)),
+                bits_float32(w1 & high), bits_float32(w2 << uint32(16)), bits_float32(w2 & high),
+                bits_float32(w3 << uint32(16)), bits_float32(w3 & high))
+
+
+def aligned16_bf16x8(device_array) -> bool:
+    """Whether a 1-D bfloat16 device array (uint16 bits) can be read with [`load8_bf16`][]: its data
+    16-byte aligned (and so every 8th element)."""
+    if np.dtype(device_array.dtype) != BF16 or device_array.ndim != 1:
+        return False
+    return ON_SIMULATOR or device_array.__cuda_array_interface__["data"][0] % 16 == 0
 
 
 @cuda.jit

@@ -40,10 +40,10 @@ def _torch_compiled(kind, x, scale, bf16=False):
 
 def chapter02_quantize(repeats: int = 50, out_dir=None) -> Path:
     """Per-tensor (static, dynamic) and per-channel (rows, columns) quantization of 32768x4096
-    float32 to E4M3, against torch.compile of the same computation. What is timed: our
-    launches on preallocated outputs. Bytes counted: logical 4 + 1 per element; the rows that
-    read x twice (dynamic per-tensor, per-column) also give the bytes actually moved (4 + 4 + 1);
-    bfloat16 input: 2 + 1."""
+    float32 to E4M3, with the fast and the exact encoder, against torch.compile of the same
+    computation. What is timed: our launches on preallocated outputs. Bytes counted: logical
+    4 + 1 per element; the rows that read x twice (dynamic per-tensor, per-column) also give
+    the bytes actually moved (4 + 4 + 1); bfloat16 input: 2 + 1."""
     m, k = 32768, 4096
     n = m * k
     rng = np.random.default_rng(2)
@@ -61,39 +61,38 @@ def chapter02_quantize(repeats: int = 50, out_dir=None) -> Path:
     amax_bits = cuda.device_array(k, np.int32)
     fmt = fp8.E4M3
 
-    def dynamic():
-        common.finite_amax_into(flat, partials, counter, amax)
-        per_tensor.per_tensor_into(flat, amax, codes, scales1, fmt, dynamic=True)
+    def dynamic(encoder):
+        def run():
+            common.finite_amax_into(flat, partials, counter, amax)
+            per_tensor.per_tensor_into(flat, amax, codes, scales1, fmt, True, encoder)
+        return run
 
     import ml_dtypes
 
     x_bf16 = cuda.to_device(x.copy_to_host().astype(ml_dtypes.bfloat16).view(np.uint16))  # its bits
 
-    def static_bf16():
-        per_tensor.per_tensor_into(x_bf16.reshape(n), scale_arr, codes, scales1, fmt, False)
+    def static(d, encoder):
+        return lambda: per_tensor.per_tensor_into(d.reshape(n), scale_arr, codes, scales1, fmt, False, encoder)
 
-    def per_row_bf16():
-        per_channel.per_channel_into(x_bf16, 0, codes2d, row_scales, amax_bits, fmt)
+    def per_row(d, encoder):
+        return lambda: per_channel.per_channel_into(d, 0, codes2d, row_scales, amax_bits, fmt, encoder)
 
-    def columns():  # three launches: zero the column maxima, find them, encode
-        per_channel.per_channel_into(x, 1, codes2d, col_scales, amax_bits, fmt)
+    def columns(encoder):  # three launches: zero the column maxima, find them, encode
+        return lambda: per_channel.per_channel_into(x, 1, codes2d, col_scales, amax_bits, fmt, encoder)
 
-    def static():
-        per_tensor.per_tensor_into(flat, scale_arr, codes, scales1, fmt, False)
-
-    def per_row():
-        per_channel.per_channel_into(x, 0, codes2d, row_scales, amax_bits, fmt)
-
-    cases = [
-        ("static per-tensor (ours)", static, n * 5),
-        ("dynamic per-tensor (ours), logical bytes", dynamic, n * 5),
-        ("dynamic per-tensor (ours), bytes moved", dynamic, n * 9),
-        ("per-channel rows (ours)", per_row, n * 5),
-        ("per-channel columns (ours), logical bytes", columns, n * 5),
-        ("per-channel columns (ours), bytes moved", columns, n * 9),
-        ("static per-tensor, bf16 in (ours)", static_bf16, n * 3),
-        ("per-channel rows, bf16 in (ours)", per_row_bf16, n * 3),
-    ]
+    cases = []
+    for encoder in ("fast", "exact"):  # each row names the encoder it ran (tutorial.quant.encoders)
+        tag = f"(ours, {encoder} encoder)"
+        cases += [
+            (f"static per-tensor {tag}", static(x, encoder), n * 5),
+            (f"dynamic per-tensor {tag}, logical bytes", dynamic(encoder), n * 5),
+            (f"dynamic per-tensor {tag}, bytes moved", dynamic(encoder), n * 9),
+            (f"per-channel rows {tag}", per_row(x, encoder), n * 5),
+            (f"per-channel columns {tag}, logical bytes", columns(encoder), n * 5),
+            (f"per-channel columns {tag}, bytes moved", columns(encoder), n * 9),
+            (f"static per-tensor, bf16 in {tag}", static(x_bf16, encoder), n * 3),
+            (f"per-channel rows, bf16 in {tag}", per_row(x_bf16, encoder), n * 3),
+        ]
     peers = [("torch.compile static per-tensor", "static", False),
              ("torch.compile dynamic per-tensor", "dynamic", False),
              ("torch.compile per-channel rows", "rows", False), ("torch.compile per-channel columns", "columns", False),

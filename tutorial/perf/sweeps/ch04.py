@@ -38,7 +38,8 @@ def _torch_compiled_blocks(kind, x, bf16=False):
 
 def chapter04_blockwise(repeats: int = 50, out_dir=None) -> Path:
     """1 x 128 and 128 x 128 quantization of 32768x4096 float32 (and bfloat16) to E4M3: scale
-    layouts, software vs hardware encoder, against torch.compile of DeepGEMM's reference casts.
+    layouts, the fast and the exact encoder (the exact one also in software), against
+    torch.compile of DeepGEMM's reference casts.
     Timed: our launch on preallocated outputs. Bytes counted (logical, read + written):
     n * (in + 1) plus 4 bytes per scale: 4 / 128 per element for 1 x 128, 4 / 16384 for 128 x 128."""
     import ml_dtypes
@@ -60,19 +61,25 @@ def chapter04_blockwise(repeats: int = 50, out_dir=None) -> Path:
     def run(d, bm, out, scales, **kw):
         return lambda: blockwise.blockwise_into(d, bm, 128, out, scales, fmt, **kw)
 
-    cases = [
-        ("1x128 (ours)", run(x, 1, codes, group_scales), groups_bytes(4)),
-        ("1x128, M-major scales (ours)", run(x, 1, codes, m_major, layout="m_major"), groups_bytes(4)),
-        ("1x128, interleaved scales (ours)", run(x, 1, buf, group_scales, layout="interleaved"), groups_bytes(4)),
-        ("1x128, power-of-two scales (ours)", run(x, 1, codes, group_scales, pow2=True), groups_bytes(4)),
-        ("128x128 (ours)", run(x, 128, codes, tile_scales), tiles_bytes(4)),
-        ("1x128, bf16 in (ours)", run(x_bf16, 1, codes, group_scales), groups_bytes(2)),
-        ("128x128, bf16 in (ours)", run(x_bf16, 128, codes, tile_scales), tiles_bytes(2)),
-    ]
+    cases = []
+    for encoder in ("fast", "exact"):  # each row names the encoder it ran (tutorial.quant.encoders)
+        tag = f"(ours, {encoder} encoder)"
+        cases += [
+            (f"1x128 {tag}", run(x, 1, codes, group_scales, encoder=encoder), groups_bytes(4)),
+            (f"1x128, M-major scales {tag}", run(x, 1, codes, m_major, layout="m_major", encoder=encoder),
+             groups_bytes(4)),
+            (f"1x128, interleaved scales {tag}", run(x, 1, buf, group_scales, layout="interleaved", encoder=encoder),
+             groups_bytes(4)),
+            (f"1x128, power-of-two scales {tag}", run(x, 1, codes, group_scales, pow2=True, encoder=encoder),
+             groups_bytes(4)),
+            (f"128x128 {tag}", run(x, 128, codes, tile_scales, encoder=encoder), tiles_bytes(4)),
+            (f"1x128, bf16 in {tag}", run(x_bf16, 1, codes, group_scales, encoder=encoder), groups_bytes(2)),
+            (f"128x128, bf16 in {tag}", run(x_bf16, 128, codes, tile_scales, encoder=encoder), tiles_bytes(2)),
+        ]
     if fp8_hardware.hardware_fp8_available():
-        cases += [("1x128, software encoder (ours)", run(x, 1, codes, group_scales, encoder="software"),
+        cases += [("1x128 (ours, exact encoder in software)", run(x, 1, codes, group_scales, encoder="software"),
                    groups_bytes(4)),
-                  ("128x128, software encoder (ours)", run(x, 128, codes, tile_scales, encoder="software"),
+                  ("128x128 (ours, exact encoder in software)", run(x, 128, codes, tile_scales, encoder="software"),
                    tiles_bytes(4))]
     peers = [("torch.compile 1x128", "groups", False, groups_bytes(4)),
              ("torch.compile 128x128", "tiles", False, tiles_bytes(4)),
