@@ -64,15 +64,14 @@ class MiniLM:
 
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        tokenizer.no_padding()
         return cls(load_file(str(model_dir / "model.safetensors")), tokenizer)
 
-    def tokenize(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids and attention mask, (sentences, tokens) int64, padded to the longest."""
+    def tokenize(self, sentences: list[str]) -> list[np.ndarray]:
+        """Each sentence's token ids ([CLS] ... [SEP], at most MAX_TOKENS), int64, no padding."""
         if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
             raise TypeError("tokenize: sentences must be a list of strings")
-        batch = self.tokenizer.encode_batch(list(sentences))
-        return (np.array([b.ids for b in batch], np.int64), np.array([b.attention_mask for b in batch], np.int64))
+        return [np.array(e.ids, np.int64) for e in self.tokenizer.encode_batch(list(sentences))]
 
 
 def float32_linear(name: str, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -106,9 +105,11 @@ def softmax(s):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def encoder_layer(h, mask, weights, i: int, linear=float32_linear, record=None):
-    """One BERT layer: self-attention with a residual and LayerNorm, then the MLP with its own.
-    `record(name, x)`, if given, sees the input of every Linear (the activations)."""
+def encoder_layer(h, bounds, weights, i: int, linear=float32_linear, record=None):
+    """One BERT layer over `h` (tokens, 384): the tokens of several sentences one after another,
+    sentence j at rows bounds[j]:bounds[j + 1]. Self-attention within each sentence, with a
+    residual and LayerNorm, then the MLP with its own. Every Linear sees all the tokens at once,
+    and only real ones (no padding). `record(name, x)`, if given, sees each Linear's input."""
     p = f"encoder.layer.{i}."
 
     def lin(part, x):
@@ -116,13 +117,12 @@ def encoder_layer(h, mask, weights, i: int, linear=float32_linear, record=None):
             record(p + part, x)
         return linear(p + part, x, weights[p + part + ".weight"], weights[p + part + ".bias"])
 
-    batch, tokens, _ = h.shape
-    heads = [lin(f"attention.self.{w}", h).reshape(batch, tokens, HEADS, HIDDEN // HEADS).transpose(0, 2, 1, 3)
-             for w in ("query", "key", "value")]
-    q, k, v = heads
-    scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(HIDDEN // HEADS))
-    scores = np.where(mask[:, None, None, :] > 0, scores, np.float32(np.finfo(np.float32).min))  # padding: no weight
-    context = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(batch, tokens, HIDDEN)
+    q, k, v = (lin(f"attention.self.{w}", h).reshape(len(h), HEADS, HIDDEN // HEADS).transpose(1, 0, 2)
+               for w in ("query", "key", "value"))
+    context = np.empty_like(h)
+    for a, b in zip(bounds[:-1], bounds[1:]):  # a sentence attends to itself only
+        scores = q[:, a:b] @ k[:, a:b].transpose(0, 2, 1) / np.float32(np.sqrt(HIDDEN // HEADS))
+        context[a:b] = (softmax(scores) @ v[:, a:b]).transpose(1, 0, 2).reshape(b - a, HIDDEN)
     h = layer_norm(lin("attention.output.dense", context) + h, weights[p + "attention.output.LayerNorm.weight"],
                    weights[p + "attention.output.LayerNorm.bias"])
     inner = gelu(lin("intermediate.dense", h))
@@ -132,30 +132,31 @@ def encoder_layer(h, mask, weights, i: int, linear=float32_linear, record=None):
 
 def encode(model: MiniLM, sentences: list[str], linear=float32_linear, record=None, batch: int = 32) -> np.ndarray:
     """Unit-length sentence embeddings, (len(sentences), 384) float32: BERT, mean pooling over
-    the real tokens, L2 normalization (sentence-transformers' Transformer, Pooling, Normalize)."""
+    each sentence's tokens, L2 normalization (sentence-transformers' Transformer, Pooling,
+    Normalize). `batch` sentences go through each Linear together, as one (tokens, 384) matrix
+    of their real tokens: what a per-tensor activation scale is taken over."""
     from threadpoolctl import threadpool_limits
 
     # The products are small (tokens x 384 by 384 x 384): one BLAS thread does them fastest, and
     # threads fighting over a busy machine's cores made 256 sentences 25x slower.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _encode(model, sentences, linear, record, batch)
-
-
-def _encode(model, sentences, linear, record, batch):
-    out = []
-    for start in range(0, len(sentences), batch):
-        ids, mask = model.tokenize(sentences[start:start + batch])
-        w = model.weights
-        tokens = ids.shape[1]
-        h = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:tokens] \
-            + w["embeddings.token_type_embeddings.weight"][0]
-        h = layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        for i in range(LAYERS):
-            h = encoder_layer(h, mask, w, i, linear, record)
-        m = mask[:, :, None].astype(np.float32)
-        pooled = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1e-9))
-        out.append(pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12)))
+        out = [_encode_batch(model, sentences[start:start + batch], linear, record)
+               for start in range(0, len(sentences), batch)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, HIDDEN), np.float32)
+
+
+def _encode_batch(model, sentences, linear, record):
+    ids = model.tokenize(sentences)
+    bounds = np.concatenate([[0], np.cumsum([len(t) for t in ids])])
+    w = model.weights
+    positions = np.concatenate([np.arange(len(t)) for t in ids])
+    h = w["embeddings.word_embeddings.weight"][np.concatenate(ids)] + w["embeddings.position_embeddings.weight"][positions] \
+        + w["embeddings.token_type_embeddings.weight"][0]
+    h = layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+    for i in range(LAYERS):
+        h = encoder_layer(h, bounds, w, i, linear, record)
+    pooled = np.stack([h[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
 
 
 def linear_names() -> list[str]:
