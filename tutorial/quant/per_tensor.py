@@ -11,7 +11,10 @@ bit, codes and scales.
 The encode pass is memory-bound: per element it reads 4 bytes and writes 1. So it reads four
 floats with one 16-byte load (chapter 01's `load4`) and writes their four codes with one
 32-bit store ([`pack4`][]): a store of one byte per thread would use a quarter of each
-memory transaction.
+memory transaction. Each thread issues the loads of several words before its first store
+(`per_trip`), and bfloat16 input takes [`per_tensor_kernel_bf16x8`][], 8 values per 16-byte
+load. Two encoders (`encoder=`): the exact one, the default, and the fast one of torch and
+DeepGEMM (`tutorial.quant.encoders`).
 """
 
 from __future__ import annotations
