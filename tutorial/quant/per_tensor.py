@@ -65,6 +65,21 @@ def word_encoder(encode):
 
 
 @functools.cache
+def scale_and_factor(fmt, dynamic: bool, encoder: str = "exact"):
+    """The device function `(scale, factor) = rule(amax_or_scale)`: the scale from a dynamic
+    amax (or the static scale itself) and the encoder's operand for it."""
+    factor_of = factor_rule(fmt, encoder, from_scale=not dynamic)
+    fmax = float32(fmt.max)
+
+    @cuda.jit(device=True)
+    def rule(amax_or_scale):
+        scale = scale_rule(amax_or_scale, fmax) if dynamic else amax_or_scale
+        return scale, factor_of(amax_or_scale, scale)
+
+    return rule
+
+
+@functools.cache
 def per_tensor_kernel(fmt, dynamic: bool, encoder: str = "exact"):
     """`codes[i] = encode(x[i] / scale)` over 1-D x, one element per thread per trip.
 
@@ -74,13 +89,11 @@ def per_tensor_kernel(fmt, dynamic: bool, encoder: str = "exact"):
     `encoder`: "exact" or "fast" (see `tutorial.quant.encoders`).
     """
     encode = quotient_encoder(fmt, encoder)
-    factor_of = factor_rule(fmt, encoder, from_scale=not dynamic)
-    fmax = float32(fmt.max)
+    scale_of = scale_and_factor(fmt, dynamic, encoder)
 
     @cuda.jit
     def kernel(x, amax_or_scale, codes, scales):
-        scale = scale_rule(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
-        factor = factor_of(amax_or_scale[0], scale)
+        scale, factor = scale_of(amax_or_scale[0])
         if cuda.grid(1) == 0:
             scales[0] = scale
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -156,13 +169,11 @@ def per_tensor_kernel_bf16x8(fmt, dynamic: bool, encoder: str = "exact", per_tri
     against 3.81 for torch.compile; with 16-byte loads of 8 values, 3.95.
     """
     encode4 = word_encoder(quotient_encoder(fmt, encoder))
-    factor_of = factor_rule(fmt, encoder, from_scale=not dynamic)
-    fmax = float32(fmt.max)
+    scale_of = scale_and_factor(fmt, dynamic, encoder)
 
     @cuda.jit
     def kernel(x, amax_or_scale, words, scales):
-        scale = scale_rule(amax_or_scale[0], fmax) if dynamic else amax_or_scale[0]
-        factor = factor_of(amax_or_scale[0], scale)
+        scale, factor = scale_of(amax_or_scale[0])
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         if start == 0:

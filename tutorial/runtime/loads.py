@@ -81,21 +81,21 @@ else:
             return None
         return types.UniTuple(types.float32, 4)(arr, i), _vector_load(ir.FloatType(), 4, 16)
 
-    @intrinsic
-    def _load_words2(typingctx, arr, i):
-        """`arr[i : i + 4]` of a 16-bit array as two uint32 words, one 8-byte load; i % 4 == 0."""
-        if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
-                and isinstance(i, types.Integer)):
-            return None
-        return types.UniTuple(types.uint32, 2)(arr, i), _vector_load(ir.IntType(32), 2, 8)
+    def _load_words(count: int):
+        """An intrinsic: `arr[i : i + 2 * count]` of a 16-bit array as `count` uint32 words, one
+        (4 * count)-byte load; i a multiple of 2 * count."""
 
-    @intrinsic
-    def _load_words4(typingctx, arr, i):
-        """`arr[i : i + 8]` of a 16-bit array as four uint32 words, one 16-byte load; i % 8 == 0."""
-        if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
-                and isinstance(i, types.Integer)):
-            return None
-        return types.UniTuple(types.uint32, 4)(arr, i), _vector_load(ir.IntType(32), 4, 16)
+        @intrinsic
+        def load_words(typingctx, arr, i):
+            if not (isinstance(arr, types.Array) and arr.dtype.bitwidth == 16 and arr.ndim == 1
+                    and isinstance(i, types.Integer)):
+                return None
+            return types.UniTuple(types.uint32, count)(arr, i), _vector_load(ir.IntType(32), count, 4 * count)
+
+        return load_words
+
+    _load_words2 = _load_words(2)  # 4 bfloat16, 8 bytes
+    _load_words4 = _load_words(4)  # 8 bfloat16, 16 bytes
 
 if ON_SIMULATOR:
 
