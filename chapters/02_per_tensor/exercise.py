@@ -4,7 +4,7 @@
 # TODOs:
 #   line   49: pack4
 #   line  149: per_tensor_kernel_vec4
-# stub fingerprint: aa2a2c7213333de4 (tells `fp8-tutorial exercises` an untouched stub from your work)
+# stub fingerprint: 0b90fa316faf7ebc (tells `fp8-tutorial exercises` an untouched stub from your work)
 
 """Chapter 02: per-tensor FP8 quantization, static and dynamic.
 
@@ -146,11 +146,12 @@ def per_tensor_kernel_vec4(fmt, dynamic: bool, load=load4, encoder: str = "exact
     @cuda.jit
     def kernel(x, amax_or_scale, words, scales):
         vals = cuda.local.array((per_trip, 4), float32)  # the words of one trip, loaded
-        # TODO (per_tensor_kernel_vec4): the scale (from the amax with scale_rule if dynamic, else
-        #   as given) and the encoder's factor_of(amax_or_scale[0], scale); thread 0 stores the
-        #   scale in scales[0]; a grid-stride loop whose trip covers words g + u * stride, u <
-        #   per_trip: first load the 4 values of each (those < words.size) into vals[u], then store
-        #   each one's encode4 word (given the factor) (roughly 13 lines)
+        # TODO (per_tensor_kernel_vec4): a grid-stride loop (a while loop) whose trip covers words g
+        #   + u * stride, u < per_trip: thread 0 first stores the scale (from the amax with
+        #   scale_rule if dynamic, else as given) in scales[0]; in each trip, first load the 4
+        #   values of each word (those < words.size) into vals[u]; then compute the scale and the
+        #   encoder's factor_of(amax_or_scale[0], scale); then store each word's encode4 (given the
+        #   factor) (roughly 14 lines)
         raise NotImplementedError("per_tensor_kernel_vec4: not yet attempted")
 
     return kernel
@@ -171,23 +172,24 @@ def per_tensor_kernel_bf16x8(fmt, dynamic: bool, encoder: str = "exact", per_tri
 
     @cuda.jit
     def kernel(x, amax_or_scale, words, scales):
-        scale, factor = scale_of(amax_or_scale[0])
-        start = cuda.grid(1)
         stride = cuda.gridsize(1)
-        if start == 0:
-            scales[0] = scale
         pairs = words.size // 2  # word pairs: 8 values, one load
         vals = cuda.local.array((per_trip, 8), float32)
-        for p in range(start, pairs, stride * per_trip):
+        p = cuda.grid(1)
+        if p == 0:  # (before the loop: an empty x gets its scale too)
+            scales[0] = scale_of(amax_or_scale[0])[0]
+        while p < pairs:  # (as in per_tensor_kernel_vec4: no `range`, the scale after the loads)
             for u in range(per_trip):  # every load of the trip first ...
                 if p + u * stride < pairs:
                     (vals[u, 0], vals[u, 1], vals[u, 2], vals[u, 3],
                      vals[u, 4], vals[u, 5], vals[u, 6], vals[u, 7]) = load8_bf16(x, 8 * (p + u * stride))
+            factor = scale_of(amax_or_scale[0])[1]
             for u in range(per_trip):  # ... then two words per load
                 q = p + u * stride
                 if q < pairs:
                     words[2 * q] = encode4(vals[u, 0], vals[u, 1], vals[u, 2], vals[u, 3], factor)
                     words[2 * q + 1] = encode4(vals[u, 4], vals[u, 5], vals[u, 6], vals[u, 7], factor)
+            p += stride * per_trip
 
     return kernel
 
