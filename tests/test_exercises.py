@@ -135,7 +135,7 @@ def test_unbalanced_markers_are_errors(source):
         stub_solutions(source)
 
 
-@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda ch: ch.number)
+@pytest.mark.parametrize("ch", [ch for ch in CHAPTERS if ch.exercises], ids=lambda ch: ch.number)
 def test_every_graded_test_fails_on_its_chapters_fresh_stubs(ch, tmp_path, on_path):
     """As the grader runs them: only this chapter's stubs swapped in, the library for the rest
     (hidden tests included)."""
@@ -379,3 +379,15 @@ def test_check_grades_a_function_where_it_was_written(case, body, verdict, tmp_p
         assert "library absmax: 99.0" in proc.stdout  # tutorial.absmax ran the checked warp_max
     if case == "a wrong answer":
         assert "the first is [" in proc.stdout and "expected" in proc.stdout
+
+
+def test_a_chapter_without_exercises_is_not_graded(tmp_path):
+    """Chapter 07 measures and has no exercise: graders say so by name, and grading every
+    chapter leaves it out."""
+    from tutorial.course.autograde import autograde
+
+    with pytest.raises(ValueError, match="chapter 07 has no exercises to grade; chapters with exercises: 00, 01"):
+        grading.grade("07")
+    with pytest.raises(ValueError, match="chapter 07 has no exercises"):
+        autograde("07", tmp_path / "out", [])
+    assert "07" not in {ch.number for ch in CHAPTERS if ch.exercises}

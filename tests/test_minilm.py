@@ -35,7 +35,7 @@ def test_forward_pass_matches_sentence_transformers(model, reference):
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
     cosine = (got * want).sum(axis=1)
     assert cosine.min() > 0.99999, f"cosine with sentence-transformers' embeddings: min {cosine.min()}"
-    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(got - want).max() < 1e-6  # (2.3e-7 measured)
 
 
 def test_every_linear_goes_through_the_hook_in_order(model):

@@ -61,10 +61,44 @@ def test_a_quantized_model_is_close_to_float32_but_not_equal(model):
 @needs_model
 def test_layer_errors_cover_every_linear_and_e4m3_beats_e5m2_on_real_weights(model):
     acts = evaluate.recorded_activations(model, evaluate.course_sentences()[:2])
-    e4 = evaluate.layer_errors(model, SCHEME["per-tensor"], acts)
-    e5 = evaluate.layer_errors(model, SCHEME["per-tensor, E5M2"], acts)
-    w_only = evaluate.layer_errors(model, SCHEME["weights only, per-tensor"], acts)
+    weights = evaluate.linear_weights(model)
+    e4 = evaluate.layer_errors(weights, SCHEME["per-tensor"], acts)
+    e5 = evaluate.layer_errors(weights, SCHEME["per-tensor, E5M2"], acts)
+    w_only = evaluate.layer_errors(weights, SCHEME["weights only, per-tensor"], acts)
     assert [r["linear"] for r in e4] == minilm.linear_names()
     assert all("a_mae" in r for r in e4) and not any("a_mae" in r for r in w_only)
+    # The output error: weights only is smaller than weights and activations, Linear by Linear.
+    assert all(a["y_mae"] > b["y_mae"] > 0 for a, b in zip(e4, w_only))
     gap = np.array([a["w_sqnr_db"] - b["w_sqnr_db"] for a, b in zip(e4, e5)])
     assert (gap > 3).all(), f"E4M3's extra mantissa bit should be worth about 6 dB: {gap.min():.2f}"
+
+
+@needs_model
+def test_the_shipped_sample_is_what_write_sample_makes_from_the_model(model, tmp_path):
+    from tutorial.transformer import sample
+
+    shipped = sample.load_sample()
+    made = sample.make_sample(model, evaluate.course_sentences())
+    assert sorted(shipped["weights"]) == sorted(sample.SAMPLE_LINEARS)
+    for key, array in made.items():
+        kind, name = key.split("/", 1)
+        section = {"weight": "weights", "activations": "activations", "columns": "columns",
+                   "channel_amax": "channel_amax"}[kind]
+        np.testing.assert_array_equal(shipped[section][name], array, err_msg=key)
+    assert len(shipped["channel_amax"]) == 24  # 6 layers x 4 kinds of Linear input
+    w = shipped["weights"]["encoder.layer.2.output.dense"]
+    first, last = shipped["columns"]["encoder.layer.2.output.dense"]
+    np.testing.assert_array_equal(w, model.weights["encoder.layer.2.output.dense.weight"][:128, first:last])
+
+
+@needs_model
+def test_a_scheme_summary_row_has_the_seed_columns_and_the_retrieval_measures(model):
+    sentences = evaluate.course_sentences()[:24]
+    rows = evaluate.scheme_summary(model, [SCHEME["per-tensor"], SCHEME["weights only, per-tensor"]], sentences,
+                                   activation_sentences=2)
+    both, weights_only = rows
+    for key in ("weight MAE", "act MAE", "act max err", "output MAE", "output max err", "output SQNR dB"):
+        assert both[key] > 0, key
+    assert "act MAE" not in weights_only and weights_only["output MAE"] < both["output MAE"]
+    assert 0.99 < both["cosine mean"] < 1 and both["cosine min"] <= both["cosine mean"]
+    assert 0 <= both["top1"] <= 1 and 0 <= both["top10"] <= 1

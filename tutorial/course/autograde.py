@@ -49,7 +49,7 @@ import numpy as np
 from ..runtime.sources import function_source, replace_function
 from . import sandbox
 from .cases import Case
-from .chapters import Chapter, chapter, find_root
+from .chapters import Chapter, find_root, graded_chapter
 from .exercises import EXERCISE_TAG, exercise_source, untouched
 from .grading import format_report, summarize
 from .release import make_release
@@ -336,7 +336,7 @@ def autograde(number: str, out: Path, submissions: list[Path], jobs: int = 1, po
 
     import tutorial
 
-    ch = chapter(number)
+    ch = graded_chapter(number)
     root = Path(root) if root else find_root()
     out = Path(out).resolve()
     points, weights = read_points(points_file)

@@ -93,6 +93,14 @@ CHAPTERS = [
         Lesson("tutorial.gemm.operands"),
         Lesson("tutorial.gemm"),
     )),
+    # A chapter of measurement, with no exercise: nothing to grade.
+    Chapter("07", "07_transformer", "FP8 in a real transformer", (
+        Lesson("tutorial.transformer.minilm"),
+        Lesson("tutorial.transformer.schemes"),
+        Lesson("tutorial.transformer.evaluate"),
+        Lesson("tutorial.transformer.kernel_path"),
+        Lesson("tutorial.transformer.sample"),
+    )),
 ]
 
 
@@ -102,6 +110,15 @@ def chapter(key: str) -> Chapter:
         if key in (ch.number, ch.slug) or key.lstrip("0") == ch.number.lstrip("0"):
             return ch
     raise ValueError(f"no chapter {key!r}; chapters: {', '.join(c.number for c in CHAPTERS)}")
+
+
+def graded_chapter(key: str) -> Chapter:
+    """[`chapter`][] for a grader: an error for a chapter that has no exercises."""
+    ch = chapter(key)
+    if not ch.exercises:
+        with_exercises = ", ".join(c.number for c in CHAPTERS if c.exercises)
+        raise ValueError(f"chapter {ch.number} has no exercises to grade; chapters with exercises: {with_exercises}")
+    return ch
 
 
 def chapter_of_exercise(name: str) -> Chapter:

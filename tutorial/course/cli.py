@@ -88,11 +88,12 @@ def bench_command(args) -> int:
 
     try:
         paths = run(args.chapter)
-    except (SimulatorTimingError, ValueError) as exc:
+    except (SimulatorTimingError, ValueError, FileNotFoundError) as exc:  # (chapter 07 without its model)
         print(f"fp8-tutorial: {exc}", file=sys.stderr)
         return 2
     for path in paths:
-        print(f"wrote {path} and {path.with_suffix('.png').name}")
+        figure = path.with_suffix('.png')
+        print(f"wrote {path}" + (f" and {figure.name}" if figure.exists() else ""))
     return 0
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from ..runtime import swap
-from .chapters import CHAPTERS, Chapter, chapter, chapter_of_exercise
+from .chapters import CHAPTERS, Chapter, chapter_of_exercise, graded_chapter
 from .exercises import NOT_ATTEMPTED, untouched
 
 IMPLEMENTATIONS = ("solution", "exercise")
@@ -389,10 +389,10 @@ def grade(key: str | None = None, exercise: str | None = None, root: Path | None
     Each chapter runs in its own test processes with only its own exercise file swapped in.
     Returns the report, {chapter: {exercise: summary}}, and whether everything passed.
     """
-    from .chapters import chapter_of_exercise, find_root
+    from .chapters import find_root
 
     root = Path(root) if root else find_root()
-    chapters = [chapter(key)] if key else CHAPTERS
+    chapters = [graded_chapter(key)] if key else [ch for ch in CHAPTERS if ch.exercises]
     if exercise is not None:
         owner = chapter_of_exercise(exercise)
         if key and owner is not chapters[0]:

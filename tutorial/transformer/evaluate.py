@@ -19,10 +19,11 @@ from importlib import resources
 import numpy as np
 
 from ..accuracy import error_metrics
+from .kernel_path import kernel_linear
 from .minilm import MiniLM, encode, linear_names
+from .schemes import Scheme, quantized_linear, roundtrip
 
 BATCH = 32
-from .schemes import Scheme, quantized_linear, roundtrip
 
 
 def course_sentences() -> list[str]:
@@ -63,44 +64,75 @@ def recorded_activations(model: MiniLM, sentences) -> dict:
     return seen
 
 
-def layer_errors(model: MiniLM, scheme: Scheme, activations: dict) -> list[dict]:
-    """Per Linear: its weight's and its activations' error metrics under `scheme` (activations
-    quantized per batch, as the quantized model sees them)."""
+def linear_weights(model: MiniLM) -> dict:
+    """name -> weight (out x in) of each of the model's 36 Linears, in order."""
+    return {name: model.weights[name + ".weight"] for name in linear_names()}
+
+
+def layer_errors(weights: dict, scheme: Scheme, activations: dict) -> list[dict]:
+    """Per Linear of `weights` (name -> out x in): the error metrics of its weight (`w_`), of its
+    input activations (`a_`; batches as listed in `activations[name]`, each quantized on its
+    own, as the quantized model sees them) and of its output `x @ w.T` (`y_`; the bias adds
+    the same on both sides), under `scheme`. The Linears come from the model
+    ([`linear_weights`][]) or the shipped sample (`tutorial.transformer.sample`)."""
     rows = []
-    for name in linear_names():
-        w = model.weights[name + ".weight"]
-        row = {"linear": name, **{f"w_{k}": v for k, v in error_metrics(w, roundtrip(w, scheme.weights, scheme.fmt,
-                                                                                       scheme.pow2)).items()}}
+    for name, w in weights.items():
+        wq = roundtrip(w, scheme.weights, scheme.fmt, scheme.pow2)
+        x = np.concatenate(activations[name])
+        xq = x if scheme.activations is None else np.concatenate(
+            [roundtrip(a, scheme.activations, scheme.fmt, scheme.pow2) for a in activations[name]])
+        row = {"linear": name, **{f"w_{k}": v for k, v in error_metrics(w, wq).items()}}
         if scheme.activations is not None:
-            x = np.concatenate(activations[name])
-            xq = np.concatenate([roundtrip(a, scheme.activations, scheme.fmt, scheme.pow2) for a in activations[name]])
             row.update({f"a_{k}": v for k, v in error_metrics(x, xq).items()})
+        row.update({f"y_{k}": v for k, v in error_metrics(x @ w.T, xq @ wq.T).items()})
         rows.append(row)
     return rows
+
+
+def summary_row(scheme: Scheme, layers: list[dict], reference: np.ndarray, emb: np.ndarray) -> dict:
+    """One scheme's row: the [`layer_errors`][] of its Linears averaged (MAE, SQNR) or maxed
+    (max error) over them, for weights, activations and outputs; the cosine of its embeddings
+    `emb` with the float32 ones `reference` (mean and worst); retrieval agreement top-1, top-10."""
+    row = {"scheme": scheme.name}
+    for prefix, what in (("w", "weight"), ("a", "act"), ("y", "output")):
+        if f"{prefix}_mae" in layers[0]:
+            row.update({f"{what} MAE": float(np.mean([r[f"{prefix}_mae"] for r in layers])),
+                        f"{what} max err": float(max(r[f"{prefix}_max_abs"] for r in layers)),
+                        f"{what} SQNR dB": float(np.mean([r[f"{prefix}_sqnr_db"] for r in layers]))})
+    cos = (emb * reference).sum(axis=1)
+    return {**row, "cosine mean": float(cos.mean()), "cosine min": float(cos.min()),
+            **retrieval_agreement(reference, emb)}
 
 
 def scheme_summary(model: MiniLM, schemes, sentences, activation_sentences: int = 16) -> list[dict]:
-    """One row per scheme: weight and activation MAE, max error and SQNR over all Linears,
-    embedding cosine with float32 (mean and worst), retrieval agreement top-1 and top-10."""
+    """[`summary_row`][] of each scheme: activations from the first `activation_sentences`
+    sentences, embeddings and retrieval over all of `sentences`."""
     reference = embeddings(model, sentences)
     acts = recorded_activations(model, sentences[:activation_sentences])
+    weights = linear_weights(model)
+    return [summary_row(s, layer_errors(weights, s, acts), reference, embeddings(model, sentences, s)) for s in schemes]
+
+
+def kernel_agreement(model: MiniLM, sentences, schemes, names=None) -> list[dict]:
+    """One row per scheme: the model with its Linears on the course's kernels
+    ([`kernel_linear`][tutorial.transformer.kernel_path.kernel_linear]; only those in `names`,
+    if given) against the numpy path of [`embeddings`][]: the largest difference of an
+    embedding, the lowest cosine between the two, and each one's retrieval agreement with
+    float32 (top-1 and top-10)."""
+    reference = embeddings(model, sentences)
     rows = []
     for scheme in schemes:
-        layers = layer_errors(model, scheme, acts)
-        emb = embeddings(model, sentences, scheme)
-        cos = (emb * reference).sum(axis=1)
-        row = {"scheme": scheme.name, "weight MAE": np.mean([r["w_mae"] for r in layers]),
-               "weight max err": max(r["w_max_abs"] for r in layers),
-               "weight SQNR dB": np.mean([r["w_sqnr_db"] for r in layers])}
-        if scheme.activations is not None:
-            row.update({"act MAE": np.mean([r["a_mae"] for r in layers]),
-                        "act max err": max(r["a_max_abs"] for r in layers),
-                        "act SQNR dB": np.mean([r["a_sqnr_db"] for r in layers])})
-        row.update({"cosine mean": float(cos.mean()), "cosine min": float(cos.min()),
-                    **retrieval_agreement(reference, emb)})
-        rows.append(row)
+        numpy_path = embeddings(model, sentences, scheme)
+        kernels = encode(model, list(sentences), batch=BATCH, linear=kernel_linear(scheme, names=names))
+        numpy_agreement = retrieval_agreement(reference, numpy_path)
+        kernel_agreement_ = retrieval_agreement(reference, kernels)
+        rows.append({"scheme": scheme.name, "max |difference|": float(np.abs(kernels - numpy_path).max()),
+                     "cosine min": float((kernels * numpy_path).sum(axis=1).min()),
+                     **{f"numpy {k}": v for k, v in numpy_agreement.items()},
+                     **{f"kernels {k}": v for k, v in kernel_agreement_.items()}})
     return rows
 
 
-__all__ = ["course_sentences", "embeddings", "retrieval_agreement", "recorded_activations", "layer_errors",
-           "scheme_summary"]
+__all__ = ["course_sentences", "embeddings", "retrieval_agreement", "recorded_activations", "linear_weights",
+           "layer_errors",
+           "summary_row", "scheme_summary", "kernel_agreement"]

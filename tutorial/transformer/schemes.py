@@ -70,13 +70,16 @@ def quantized_linear(scheme: Scheme):
     """The `linear(name, x, w, b)` hook that quantizes as `scheme` says. Each weight is quantized
     once and kept; the activations of every call are quantized as they come."""
     weights = {}
+    last = [None, None]  # the last activations quantized, and their roundtrip
 
     def linear(name, x, w, b):
         if name not in weights:
             weights[name] = roundtrip(w, scheme.weights, scheme.fmt, scheme.pow2)
         if scheme.activations is not None:
-            flat = x.reshape(-1, x.shape[-1])
-            x = roundtrip(flat, scheme.activations, scheme.fmt, scheme.pow2).reshape(x.shape)
+            if x is not last[0]:  # query, key and value share one input: quantize it once
+                flat = x.reshape(-1, x.shape[-1])
+                last[:] = x, roundtrip(flat, scheme.activations, scheme.fmt, scheme.pow2).reshape(x.shape)
+            x = last[1]
         return float32_linear(name, x, weights[name], b)
 
     return linear
