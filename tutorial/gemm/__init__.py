@@ -19,17 +19,18 @@ import numpy as np
 from numba import cuda
 
 from ..qtensor import QTensor
-from ..runtime.device import ON_SIMULATOR, hardware_fp8_available
+from ..runtime.device import ON_SIMULATOR, hardware_fp8_available, warpgroup_mma_available
 from ..runtime.launch import dtype_name, is_device_array
 from .cuda_core import CUDA_CORE_MODES, blocked_kernel, launch_float32, launch_scaled, naive_kernel, tiled_kernel
 from .operands import device_array, scales_and_blocks
 from .plan import plan_kernel, rescale_plan
 from .tensor_core import TENSOR_CORE_MODES, MmaVariant, launch_tensor_core, mma_kernel
+from .warpgroup import KB as WGMMA_KB, launch_warpgroup
 from .tiling import (GPU_MMA_TILING, GPU_TILING, MAX_REGISTERS, MMA_TILING, SIM_MMA_TILING, SIM_TILING, TILE,
                      TILING, MmaTiling, Tiling, promotion_k)
 
 MODES = ("dequant", "promote", "rescale", "epilogue")
-KERNELS = ("auto", "cuda_core", "tensor_core")
+KERNELS = ("auto", "cuda_core", "tensor_core", "wgmma")
 
 
 def tensor_cores_available() -> bool:
@@ -122,6 +123,9 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
             not for "rescale") or "auto": the tensor cores on a GPU
             that has FP8 ones, where the mode allows; the CUDA-core kernel on the simulator
             (its emulated tensor cores are slow; "rescale" still gets them) and elsewhere.
+            "wgmma": Hopper's warpgroup MMA (`tutorial.gemm.warpgroup`, compute capability 9.0
+            or the simulator), promoting every 128-wide K-block ("promote" only; scales
+            constant over each 128 of K). Not chosen by "auto" yet.
         tiling: a [`Tiling`][tutorial.gemm.tiling.Tiling] or
             [`MmaTiling`][tutorial.gemm.tiling.MmaTiling], which picks its kernel.
 
@@ -135,6 +139,8 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
         raise ValueError(f"scaled_matmul: mode must be one of {MODES}, got {mode!r}")
     if tiling is not None and not isinstance(tiling, (Tiling, MmaTiling)):
         raise TypeError(f"scaled_matmul: tiling must be a Tiling or an MmaTiling, got {tiling!r}")
+    if kernel == "wgmma":
+        return _scaled_matmul_wgmma(a, b, mode, out, tiling)
     if kernel == "auto" and tiling is not None:  # a tiling names its kernel
         kernel = "tensor_core" if isinstance(tiling, MmaTiling) else "cuda_core"
     if tiling is not None and isinstance(tiling, MmaTiling) != (kernel == "tensor_core"):
@@ -166,20 +172,48 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
         warnings.warn("scaled_matmul: mode 'epilogue' scales once with the first K-block's scales, and these vary "
                       "along K: the result is not the product (mode 'promote' or 'dequant' computes it)", stacklevel=2)
     on_host = not hasattr(a.codes, "copy_to_host")
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    c = _output(out, (m, n)) if out is not None else cuda.device_array((m, n), np.float32)
-    if k == 0:  # an empty sum: C = 0, whatever the mode
-        zeros = np.zeros((m, n), np.float32)
-        if is_device_array(c):
-            c.copy_to_device(zeros)
-        else:
-            c[...] = zeros
-        return c.copy_to_host() if on_host and out is None else c
-    scales, blocks = scales_and_blocks(a, b)
-    if kernel == "tensor_core":
-        launch_tensor_core(a, b, scales, blocks, c, mode, kb, tiling)
+    c = _output(out, (a.shape[0], b.shape[1])) if out is not None else cuda.device_array((a.shape[0], b.shape[1]),
+                                                                                         np.float32)
+    if a.shape[1] == 0:
+        _empty_sum(c)
     else:
-        launch_scaled(a, b, scales, blocks, c, mode, kb, tiling)
+        scales, blocks = scales_and_blocks(a, b)
+        if kernel == "tensor_core":
+            launch_tensor_core(a, b, scales, blocks, c, mode, kb, tiling)
+        else:
+            launch_scaled(a, b, scales, blocks, c, mode, kb, tiling)
+    return c.copy_to_host() if on_host and out is None else c
+
+
+def _empty_sum(c):
+    """C = 0: the product over an empty K, whatever the mode."""
+    zeros = np.zeros(c.shape, np.float32)
+    if is_device_array(c):
+        c.copy_to_device(zeros)
+    else:
+        c[...] = zeros
+
+
+def _scaled_matmul_wgmma(a: QTensor, b: QTensor, mode, out, tiling):
+    """[`scaled_matmul`][] on Hopper's warpgroup MMA (`tutorial.gemm.warpgroup`), promoting
+    every 128-wide K-block's partial sums into float32 with their scales."""
+    if tiling is not None:
+        raise ValueError("scaled_matmul: kernel 'wgmma' takes no tiling")
+    if mode not in (None, "promote"):
+        raise ValueError(f"scaled_matmul: kernel 'wgmma' promotes every {WGMMA_KB}-wide block of K: mode must be "
+                         f"'promote' (or None), got {mode!r}")
+    if not (ON_SIMULATOR or warpgroup_mma_available()):
+        raise ValueError("scaled_matmul: kernel 'wgmma' needs a GPU of compute capability 9.0 (Hopper), or the "
+                         "simulator")
+    on_host = not hasattr(a.codes, "copy_to_host")
+    c = _output(out, (a.shape[0], b.shape[1])) if out is not None else cuda.device_array((a.shape[0], b.shape[1]),
+                                                                                         np.float32)
+    if a.shape[1] == 0 or 0 in c.shape:
+        _empty_sum(c)
+    else:
+        scales, _ = scales_and_blocks(a, b)
+        launch_warpgroup(device_array(a.codes), device_array(b.codes), scales[0], scales[1], a.block, b.block, c,
+                         a.fmt, b.fmt)
     return c.copy_to_host() if on_host and out is None else c
 
 

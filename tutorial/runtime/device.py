@@ -162,3 +162,16 @@ def hardware_fp8_available() -> bool:
         return cuda.get_current_device().compute_capability >= (8, 9)
     except Exception:  # no usable context: no hardware conversion either
         return False
+
+
+def warpgroup_mma_available() -> bool:
+    """True on a GPU of compute capability 9.0 (Hopper: H100, H200), whose kernels Numba
+    compiles for sm_90a, the target of `wgmma`, TMA and `setmaxnreg`."""
+    if ON_SIMULATOR:
+        return False
+    from numba import cuda
+
+    try:
+        return cuda.get_current_device().compute_capability == (9, 0)
+    except Exception:  # no usable context
+        return False

@@ -350,6 +350,12 @@ def exchange(op: str, value, mask=FULL_MASK) -> tuple[dict[int, object], int]:
     return {lane: v for lane, (v, _) in rnd.args.items()}, _current().thread_id % WARP_SIZE
 
 
+def thread_index() -> int:
+    """The calling thread's linear index in its block (for emulating an instruction of a group
+    of warps, whose thread's part depends on its place in the group)."""
+    return _current().thread_id
+
+
 OPERATIONS = {f.__name__: f for f in (
     shfl_sync, shfl_up_sync, shfl_down_sync, shfl_xor_sync, syncwarp,
     activemask, all_sync, any_sync, eq_sync, ballot_sync)}
@@ -420,8 +426,11 @@ def _patch_shared_arrays(kernelapi) -> None:
     from numba.np import numpy_support
 
     def array(self, shape, dtype, alignment=None):
-        if alignment is not None:
-            raise RuntimeError("Array alignment is not supported in cudasim")
+        # An alignment (the 16 or 128 bytes a wgmma tile needs) is a promise about addresses,
+        # which a numpy array has no use for: accepted and ignored, so one kernel source runs
+        # on both (Numba's own simulator refuses it).
+        if alignment is not None and (alignment <= 0 or alignment & (alignment - 1)):
+            raise ValueError(f"shared array alignment must be a power of two, got {alignment}")
         if isinstance(dtype, types.Type):
             dtype = numpy_support.as_dtype(dtype)
         if shape == 0:  # dynamic shared memory: one buffer for all

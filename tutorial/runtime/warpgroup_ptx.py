@@ -1,0 +1,135 @@
+"""The PTX of Hopper's warpgroup MMA as Numba intrinsics (GPU only; sm_90a).
+
+numba-cuda compiles every kernel for `sm_90a` on a compute capability 9.0 GPU, the
+arch-specific target that `wgmma` needs (plain `sm_90` is refused by ptxas). Offline,
+`cuda.compile_ptx(..., cc=(9, 0, "a"))` gives the same PTX.
+
+The accumulators of D travel as one `UniTuple(float32, n)` that every instruction takes and
+returns, tied in and out of the inline assembly ("=f" outputs, "0".."n-1" inputs). So
+`fence`, the MMAs and `wait_all` are ordered by their data dependence, and the compiler
+cannot move a read of D above the wait (CUTLASS's `warpgroup_fence_operand` does the same).
+
+`tutorial.gemm.wgmma` picks these on a GPU and its emulation on the simulator.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.cuda import types
+from numba.cuda.extending import intrinsic
+
+F32, I64 = ir.FloatType(), ir.IntType(64)
+
+
+def _asm(builder, ret, args, asm, constraints, side_effect=True):
+    return builder.asm(ir.FunctionType(ret, [a.type for a in args]), asm, constraints, args, side_effect=side_effect)
+
+
+def _parts(builder, value, n):
+    return [builder.extract_value(value, i) for i in range(n)]
+
+
+def _is_acc(acc):
+    return isinstance(acc, types.UniTuple) and acc.dtype == types.float32
+
+
+@intrinsic
+def accumulators(typingctx, n):
+    """A tuple of n float32 zeros (n a compile-time constant): a thread's registers of D."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    count = n.literal_value
+    tuple_type = types.UniTuple(types.float32, count)
+
+    def codegen(context, builder, sig, args):
+        return context.make_tuple(builder, tuple_type, [ir.Constant(F32, 0.0)] * count)
+
+    return tuple_type(n), codegen
+
+
+def _tied(asm):
+    """An intrinsic acc -> acc that runs `asm` with the accumulators as its in/out operands."""
+    @intrinsic
+    def tied(typingctx, acc):
+        if not _is_acc(acc):
+            return None
+        n = acc.count
+        constraints = ",".join(["=f"] * n + [str(i) for i in range(n)]) + ",~{memory}"
+
+        def codegen(context, builder, sig, args):
+            out = _asm(builder, ir.LiteralStructType([F32] * n), _parts(builder, args[0], n), asm, constraints)
+            return context.make_tuple(builder, sig.return_type, _parts(builder, out, n))
+
+        return acc(acc), codegen
+
+    return tied
+
+
+def _plain(asm):
+    """An intrinsic of no arguments that runs `asm`."""
+    @intrinsic
+    def plain(typingctx):
+        def codegen(context, builder, sig, args):
+            _asm(builder, ir.VoidType(), [], asm, "~{memory}")
+            return context.get_dummy_value()
+
+        return types.void(), codegen
+
+    return plain
+
+
+fence = _tied("wgmma.fence.sync.aligned;")  # before the first wgmma that touches these registers
+wait_all = _tied("wgmma.wait_group.sync.aligned 0;")  # every committed group done: D readable
+commit = _plain("wgmma.commit_group.sync.aligned;")  # close a group of wgmma instructions
+fence_proxy_async = _plain("fence.proxy.async.shared::cta;")  # st.shared -> visible to wgmma
+
+
+@intrinsic
+def smem_descriptor(typingctx, arr, offset, lbo, sbo, swizzle):
+    """The matrix descriptor of shared array `arr` + `offset` bytes (`tutorial.gemm.wgmma.descriptor`
+    gives the bits), its address taken with `cvta.to.shared`."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        address = _asm(builder, I64, [builder.ptrtoint(data, I64)], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
+        off, l, s, sw = (context.cast(builder, v, t, types.int64) for v, t in zip(args[1:], sig.args[1:]))
+
+        def field(value, shift):  # ((value >> 4) & 0x3fff) << shift
+            value = builder.and_(builder.lshr(value, ir.Constant(I64, 4)), ir.Constant(I64, 0x3FFF))
+            return builder.shl(value, ir.Constant(I64, shift))
+
+        mode = builder.shl(builder.and_(sw, ir.Constant(I64, 3)), ir.Constant(I64, 62))
+        return builder.or_(builder.or_(builder.or_(field(builder.add(address, off), 0), field(l, 16)),
+                                       field(s, 32)), mode)
+
+    return types.uint64(arr, offset, lbo, sbo, swizzle), codegen
+
+
+def make_wgmma(fmt_a: str, fmt_b: str):
+    """The intrinsic `acc = mma(desc_a, desc_b, acc)`: `wgmma.mma_async` m64nNk32 with float32
+    D and FP8 operands `fmt_a`, `fmt_b` ("e4m3" or "e5m2"), N = 2 * len(acc), accumulating."""
+    @intrinsic
+    def mma(typingctx, desc_a, desc_b, acc):
+        if not (_is_acc(acc) and isinstance(desc_a, types.Integer) and isinstance(desc_b, types.Integer)):
+            return None
+        n = acc.count
+        registers = ", ".join(f"${i}" for i in range(n))
+        # scale-d 1 (accumulate into D), imm-scale-a and -b 1 (no negation); FP8 has no transpose
+        asm = (f"wgmma.mma_async.sync.aligned.m64n{2 * n}k32.f32.{fmt_a}.{fmt_b} "
+               f"{{{registers}}}, ${n}, ${n + 1}, 1, 1, 1;")
+        constraints = ",".join(["=f"] * n + ["l", "l"] + [str(i) for i in range(n)]) + ",~{memory}"
+
+        def codegen(context, builder, sig, args):
+            descs = [context.cast(builder, v, t, types.uint64) for v, t in zip(args[:2], sig.args[:2])]
+            out = _asm(builder, ir.LiteralStructType([F32] * n), descs + _parts(builder, args[2], n), asm,
+                       constraints)
+            return context.make_tuple(builder, sig.return_type, _parts(builder, out, n))
+
+        return acc(desc_a, desc_b, acc), codegen
+
+    return mma
+
+
+__all__ = ["accumulators", "fence", "wait_all", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma"]
