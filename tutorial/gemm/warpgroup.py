@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import functools
 
-from numba import cuda, float32, uint8
+import numpy as np
+from numba import cuda, float32, uint8, uint32
 
+from ..runtime.loads import load16_bytes
 from . import wgmma as wg
 
 KB = 128  # K per promotion: four k32 instructions
@@ -37,64 +39,119 @@ def tile_offset(row, k):
     return (row // 8) * SBO + (k // 16) * LBO + (row % 8) * 16 + k % 16
 
 
+@cuda.jit(device=True)
+def stage_chunk(src, cols, row, k, rows, vec, tile, word):
+    """Copy codes `src[row, k : k + 16]` (src flattened, `cols` codes per row; zero codes past
+    `rows` or `cols`) into the uint32 shared tile at `word`: one 16-byte load where the chunk
+    is whole and `vec` (rows 16-byte aligned), else byte by byte."""
+    if row < rows and k + 16 <= cols and vec:
+        w0, w1, w2, w3 = load16_bytes(src, row * cols + k)
+    else:
+        w0 = w1 = w2 = w3 = uint32(0)
+        if row < rows:
+            for j in range(16):
+                if k + j < cols:
+                    byte = uint32(src[row * cols + k + j]) << uint32(8 * (j % 4))
+                    if j < 4:
+                        w0 |= byte
+                    elif j < 8:
+                        w1 |= byte
+                    elif j < 12:
+                        w2 |= byte
+                    else:
+                        w3 |= byte
+    tile[word] = w0
+    tile[word + 1] = w1
+    tile[word + 2] = w2
+    tile[word + 3] = w3
+
+
 @functools.cache
-def warpgroup_kernel(fmt_a, fmt_b, bn: int):
-    """The kernel `kernel(a, b, sa, sb, bma, bka, bkb, bnb, c)`: C = A @ B scaled, for A (M, K) and
-    B (K, N) uint8 codes, scales `sa` (ceil(M / bma), ceil(K / bka)) and `sb` (ceil(K / bkb),
-    ceil(N / bnb)), C (M, N) float32. Launch with grid (ceil(N / bn), ceil(M / 64)) and 128
-    threads. bka and bkb must be multiples of 128 or at least K (scales constant over each
-    128-wide block of K)."""
+def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool):
+    """The kernel `kernel(a, bt, m, n, k, sa, sb, bma, bka, bkb, bnb, c)`: C = A @ B scaled, for
+    A (M, K) codes and B given transposed, `bt` (N, K) codes (both K-major, as FP8 wgmma wants
+    them; flattened), scales `sa` (ceil(M / bma), ceil(K / bka)) and `sb` (ceil(K / bkb),
+    ceil(N / bnb)), C (M, N) float32. `vec`: K % 16 == 0, so rows are 16-byte aligned. Launch
+    with grid (ceil(N / bn), ceil(M / 64)) and 128 threads. bka and bkb must be multiples of
+    128 or at least K (scales constant over each 128-wide block of K)."""
     mma = wg.wgmma(fmt_a, fmt_b)
     regs = bn // 2
-    a_bytes, b_bytes = wg.M * KB, bn * KB
+    a_chunks, b_chunks = wg.M * KB // 16, bn * KB // 16  # 16-byte chunks per K-block
+    a_words, b_words = 4 * a_chunks, 4 * b_chunks  # (shared array sizes: constants, not expressions)
+    tile_rows = wg.M
 
     @cuda.jit
-    def kernel(a, b, sa, sb, bma, bka, bkb, bnb, c):
-        smem_a = cuda.shared.array(a_bytes, uint8, alignment=128)
-        smem_b = cuda.shared.array(b_bytes, uint8, alignment=128)
-        total = cuda.local.array(regs, float32)
+    def kernel(a, bt, m, n, k_total, sa, sb, bma, bka, bkb, bnb, c):
+        tile_a = cuda.shared.array(a_words, uint32, alignment=128)
+        tile_b = cuda.shared.array(b_words, uint32, alignment=128)
+        s_row = cuda.shared.array(tile_rows, float32)  # this K-block's scales of the tile's rows ...
+        s_col = cuda.shared.array(bn, float32)  # ... and columns
         t = cuda.threadIdx.x
         row0, col0 = cuda.blockIdx.y * wg.M, cuda.blockIdx.x * bn
-        m, n, k_total = a.shape[0], b.shape[1], a.shape[1]
         lane = t % 32
-        row_t = row0 + 16 * (t // 32) + lane // 4  # this thread's first row of D
-        col_t = col0 + 2 * (lane % 4)  # and first column
-        for r in range(regs):
-            total[r] = float32(0.0)
+        row_t = 16 * (t // 32) + lane // 4  # this thread's first row and column of D, in the tile
+        col_t = 2 * (lane % 4)
+        total = wg.accumulators(regs)
         for k0 in range(0, k_total, KB):
-            for i in range(t, a_bytes, wg.WARPGROUP):  # A: consecutive threads, consecutive k
-                r, k = i // KB, i % KB
-                inside = row0 + r < m and k0 + k < k_total
-                smem_a[tile_offset(r, k)] = a[row0 + r, k0 + k] if inside else uint8(0)
-            for i in range(t, b_bytes, wg.WARPGROUP):  # B: consecutive threads, consecutive n
-                k, j = i // bn, i % bn
-                inside = k0 + k < k_total and col0 + j < n
-                smem_b[tile_offset(j, k)] = b[k0 + k, col0 + j] if inside else uint8(0)
+            # A chunk (r, c) is row r's codes 16c .. 16c + 15 of the K-block: one row of a core
+            # matrix, 16 contiguous bytes of the tile at tile_offset(r, 16c)
+            for i in range(t, a_chunks, wg.WARPGROUP):
+                r, ch = i // (KB // 16), i % (KB // 16)
+                stage_chunk(a, k_total, row0 + r, k0 + 16 * ch, m, vec, tile_a, tile_offset(r, 16 * ch) // 4)
+            for i in range(t, b_chunks, wg.WARPGROUP):
+                r, ch = i // (KB // 16), i % (KB // 16)
+                stage_chunk(bt, k_total, col0 + r, k0 + 16 * ch, n, vec, tile_b, tile_offset(r, 16 * ch) // 4)
+            for i in range(t, wg.M + bn, wg.WARPGROUP):
+                if i < wg.M:
+                    s_row[i] = sa[min(row0 + i, m - 1) // bma, k0 // bka]
+                else:
+                    s_col[i - wg.M] = sb[k0 // bkb, min(col0 + i - wg.M, n - 1) // bnb]
             wg.fence_proxy_async()  # the stores above, visible to the tensor cores
             cuda.syncthreads()
             part = wg.fence(wg.accumulators(regs))
             for ks in range(KB // wg.K):  # 32 codes of K: two core matrices further along
-                part = mma(wg.smem_descriptor(smem_a, ks * 2 * LBO, LBO, SBO, 0),
-                           wg.smem_descriptor(smem_b, ks * 2 * LBO, LBO, SBO, 0), part)
+                part = mma(wg.smem_descriptor(tile_a, ks * 2 * LBO, LBO, SBO, 0),
+                           wg.smem_descriptor(tile_b, ks * 2 * LBO, LBO, SBO, 0), part)
             wg.commit()
             part = wg.wait_all(part)
-            for r in range(regs):  # promotion: scale this K-block's partial sum into the total
-                row = row_t + 8 * ((r % 4) // 2)
-                col = col_t + 8 * (r // 4) + r % 2
-                if row < m and col < n:
-                    total[r] += part[r] * (sa[row // bma, k0 // bka] * sb[k0 // bkb, col // bnb])
+            total = wg.promote(total, part, s_row, s_col, row_t, col_t)  # DeepSeek's promotion
             cuda.syncthreads()  # every thread done with this K-block's tiles before the next
         for r in range(regs):
-            row = row_t + 8 * ((r % 4) // 2)
-            col = col_t + 8 * (r // 4) + r % 2
+            row = row0 + row_t + 8 * ((r % 4) // 2)
+            col = col0 + col_t + 8 * (r // 4) + r % 2
             if row < m and col < n:
                 c[row, col] = total[r]
 
     return kernel
 
 
+@cuda.jit
+def _transpose_codes(src, dst):
+    """dst (N, K) = src (K, N).T, uint8, through 32 x 32 shared tiles (both sides coalesced)."""
+    tile = cuda.shared.array((32, 33), uint8)  # 33: no bank conflicts on the transposed read
+    x, y = cuda.threadIdx.x, cuda.threadIdx.y
+    k0, n0 = cuda.blockIdx.y * 32, cuda.blockIdx.x * 32
+    for dy in range(y, 32, cuda.blockDim.y):
+        if k0 + dy < src.shape[0] and n0 + x < src.shape[1]:
+            tile[dy, x] = src[k0 + dy, n0 + x]
+    cuda.syncthreads()
+    for dy in range(y, 32, cuda.blockDim.y):
+        if n0 + dy < dst.shape[0] and k0 + x < dst.shape[1]:
+            dst[n0 + dy, k0 + x] = tile[x, dy]
+
+
+def transposed_codes(codes):
+    """A device copy of (K, N) codes transposed to (N, K): B as wgmma reads it, K-major."""
+    k, n = codes.shape
+    out = cuda.device_array((n, k), np.uint8)
+    if out.size:
+        _transpose_codes[(-(-n // 32), -(-k // 32)), (32, 8)](codes, out)
+    return out
+
+
 def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 128):
-    """Launch [`warpgroup_kernel`][] on device arrays (see there)."""
+    """Launch [`warpgroup_kernel`][] on device arrays: A (M, K) and B (K, N) codes (B is
+    transposed first, on the device), their scales and blocks, C (M, N) float32."""
     m, k = a_codes.shape
     n = b_codes.shape[1]
     for name, bk in (("a's block", block_a[1]), ("b's block", block_b[0])):
@@ -103,10 +160,12 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
                              f"all of K ({k}), got {bk}")
     if bn % 8 or not 8 <= bn <= 256:
         raise ValueError(f"launch_warpgroup: bn must be a multiple of 8 from 8 to 256, got {bn}")
+    bt = transposed_codes(b_codes)
     grid = (-(-n // bn), -(-m // wg.M))
-    warpgroup_kernel(fmt_a, fmt_b, bn)[grid, wg.WARPGROUP](a_codes, b_codes, sa, sb, int(block_a[0]),
-                                                            int(block_a[1]), int(block_b[0]), int(block_b[1]), c)
+    warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0)[grid, wg.WARPGROUP](
+        a_codes.reshape(m * k), bt.reshape(n * k), m, n, k, sa, sb, int(block_a[0]), int(block_a[1]),
+        int(block_b[0]), int(block_b[1]), c)
     return c
 
 
-__all__ = ["warpgroup_kernel", "launch_warpgroup", "tile_offset", "KB"]
+__all__ = ["warpgroup_kernel", "launch_warpgroup", "tile_offset", "stage_chunk", "transposed_codes", "KB"]

@@ -127,6 +127,12 @@ if ON_SIMULATOR:
 
         return mma
 
+    def promote(total, part, s_row, s_col, row, col):
+        """The totals plus each partial sum times its row's and column's scales (see the GPU's
+        `tutorial.runtime.warpgroup_ptx.promote`)."""
+        return tuple(np.float32(t + p * (s_row[row + 8 * ((r % 4) // 2)] * s_col[col + 8 * (r // 4) + r % 2]))
+                     for r, (t, p) in enumerate(zip(total, part)))
+
     def _identity(acc):
         return acc
 
@@ -140,7 +146,7 @@ if ON_SIMULATOR:
     _WGMMA = {(fa.name, fb.name): _emulated(fa, fb) for fa in fp8.FORMATS.values() for fb in fp8.FORMATS.values()}
 
 else:
-    from ..runtime.warpgroup_ptx import (accumulators, commit, fence, fence_proxy_async, make_wgmma,
+    from ..runtime.warpgroup_ptx import (accumulators, commit, fence, fence_proxy_async, make_wgmma, promote,
                                          smem_descriptor, wait_all)
 
     _WGMMA = {(fa.name, fb.name): make_wgmma(fa.name, fb.name) for fa in fp8.FORMATS.values()
@@ -156,5 +162,5 @@ def wgmma(fmt_a, fmt_b):
 
 
 __all__ = ["wgmma", "wgmma_reference", "descriptor", "descriptor_fields", "interleaved_offset", "fragment_d",
-           "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "fence_proxy_async", "M", "K",
+           "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "fence_proxy_async", "promote", "M", "K",
            "WARPGROUP"]

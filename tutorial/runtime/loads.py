@@ -136,6 +136,25 @@ else:
                 bits_float32(w3 << uint32(16)), bits_float32(w3 & high))
 
 
+if ON_SIMULATOR:
+    def load16_bytes(arr, i):
+        """`arr[i : i + 16]` of a 1-D uint8 array as 4 uint32 words (little-endian: byte i is the
+        low byte of the first), one 16-byte load; `i % 16 == 0`."""
+        if i % 16:
+            raise IndexError(f"load16_bytes: index {i} is not a multiple of 16 (a misaligned vector load)")
+        words = np.ascontiguousarray(arr[i:i + 16]).view(np.uint32)
+        return uint32(words[0]), uint32(words[1]), uint32(words[2]), uint32(words[3])
+else:
+    @intrinsic
+    def load16_bytes(typingctx, arr, i):
+        """`arr[i : i + 16]` of a 1-D uint8 array as 4 uint32 words (little-endian: byte i is the
+        low byte of the first), one 16-byte load; `i % 16 == 0`."""
+        if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.ndim == 1
+                and isinstance(i, types.Integer)):
+            return None
+        return types.UniTuple(types.uint32, 4)(arr, i), _vector_load(ir.IntType(32), 4, 16)
+
+
 def aligned16_bf16x8(device_array) -> bool:
     """Whether a 1-D bfloat16 device array (uint16 bits) can be read with [`load8_bf16`][]: its data
     16-byte aligned (and so every 8th element)."""

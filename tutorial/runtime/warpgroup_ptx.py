@@ -15,7 +15,7 @@ cannot move a read of D above the wait (CUTLASS's `warpgroup_fence_operand` does
 from __future__ import annotations
 
 from llvmlite import ir
-from numba.cuda import types
+from numba.cuda import cgutils, types
 from numba.cuda.extending import intrinsic
 
 F32, I64 = ir.FloatType(), ir.IntType(64)
@@ -107,6 +107,37 @@ def smem_descriptor(typingctx, arr, offset, lbo, sbo, swizzle):
     return types.uint64(arr, offset, lbo, sbo, swizzle), codegen
 
 
+@intrinsic
+def promote(typingctx, total, part, s_row, s_col, row, col):
+    """`total[r] + part[r] * (s_row[row + 8 * ((r % 4) // 2)] * s_col[col + 8 * (r // 4) + r % 2])`
+    for every register r of a thread's fragment (`tutorial.gemm.wgmma.fragment_d`): a
+    K-block's partial sums, scaled by their rows' and columns' scales (1-D arrays, indexed
+    from the thread's first row and column), added to the float32 totals. Unrolled over the
+    registers at compile time, so the totals stay in registers."""
+    if not (_is_acc(total) and _is_acc(part) and total.count == part.count and isinstance(s_row, types.Array)
+            and isinstance(s_col, types.Array) and isinstance(row, types.Integer) and isinstance(col, types.Integer)):
+        return None
+    n = total.count
+
+    def codegen(context, builder, sig, args):
+        totals, parts = _parts(builder, args[0], n), _parts(builder, args[1], n)
+        arrays = [context.make_array(t)(context, builder, v) for t, v in zip(sig.args[2:4], args[2:4])]
+        row0, col0 = (context.cast(builder, v, t, types.intp) for v, t in zip(args[4:], sig.args[4:]))
+
+        def load(which, base, step):
+            index = builder.add(base, ir.Constant(I64, step))
+            return builder.load(cgutils.get_item_pointer(context, builder, sig.args[2 + which], arrays[which], [index]))
+
+        row_scales = {d: load(0, row0, d) for d in (0, 8)}
+        out = []
+        for r in range(n):
+            factor = builder.fmul(row_scales[8 * ((r % 4) // 2)], load(1, col0, 8 * (r // 4) + r % 2))
+            out.append(builder.fadd(totals[r], builder.fmul(parts[r], factor)))
+        return context.make_tuple(builder, sig.return_type, out)
+
+    return total(total, part, s_row, s_col, row, col), codegen
+
+
 def make_wgmma(fmt_a: str, fmt_b: str):
     """The intrinsic `acc = mma(desc_a, desc_b, acc)`: `wgmma.mma_async` m64nNk32 with float32
     D and FP8 operands `fmt_a`, `fmt_b` ("e4m3" or "e5m2"), N = 2 * len(acc), accumulating."""
@@ -132,4 +163,5 @@ def make_wgmma(fmt_a: str, fmt_b: str):
     return mma
 
 
-__all__ = ["accumulators", "fence", "wait_all", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma"]
+__all__ = ["accumulators", "fence", "wait_all", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
+           "promote"]
