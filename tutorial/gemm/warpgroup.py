@@ -149,7 +149,7 @@ def transposed_codes(codes):
     return out
 
 
-def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 128):
+def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64):
     """Launch [`warpgroup_kernel`][] on device arrays: A (M, K) and B (K, N) codes (B is
     transposed first, on the device), their scales and blocks, C (M, N) float32."""
     m, k = a_codes.shape
