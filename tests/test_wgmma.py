@@ -102,3 +102,19 @@ def test_wgmma_gemm_on_random_codes_is_within_the_tensor_cores_accumulation_erro
     # promoted sum of 128-wide blocks must stay within 2^-10 of sum |a||b| (chapter 06 derives
     # the bound it teaches).
     assert np.max(np.abs(got - _exact(qa, qb)) / (a @ b)) < 2.0**-10
+
+
+@needs_wgmma
+def test_two_warpgroups_share_a_b_tile_and_stay_exact():
+    from numba import cuda
+
+    from tutorial.gemm import warpgroup
+
+    qa, qb = _operands(np.random.default_rng(7), 130, 40, 256, (1, 128), (128, 128))  # a tail of 2 rows
+    c = cuda.device_array((130, 40), np.float32)
+    warpgroup.launch_warpgroup(cuda.to_device(qa.codes), cuda.to_device(qb.codes), cuda.to_device(qa.scales),
+                               cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, bn=32, warpgroups=2)
+    np.testing.assert_array_equal(c.copy_to_host(), _exact(qa, qb).astype(np.float32))
+    with pytest.raises(ValueError, match="warpgroups must be 1 or 2"):
+        warpgroup.launch_warpgroup(cuda.to_device(qa.codes), cuda.to_device(qb.codes), cuda.to_device(qa.scales),
+                                   cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, warpgroups=3)

@@ -67,18 +67,21 @@ def stage_chunk(src, cols, row, k, rows, vec, tile, word):
 
 
 @functools.cache
-def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool):
+def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
     """The kernel `kernel(a, bt, m, n, k, sa, sb, bma, bka, bkb, bnb, c)`: C = A @ B scaled, for
     A (M, K) codes and B given transposed, `bt` (N, K) codes (both K-major, as FP8 wgmma wants
     them; flattened), scales `sa` (ceil(M / bma), ceil(K / bka)) and `sb` (ceil(K / bkb),
-    ceil(N / bnb)), C (M, N) float32. `vec`: K % 16 == 0, so rows are 16-byte aligned. Launch
-    with grid (ceil(N / bn), ceil(M / 64)) and 128 threads. bka and bkb must be multiples of
-    128 or at least K (scales constant over each 128-wide block of K)."""
+    ceil(N / bnb)), C (M, N) float32. `vec`: K % 16 == 0, so rows are 16-byte aligned.
+    `warpgroups` warpgroups share the block's B tile, each with its own 64 rows of A: the tile
+    is 64 * warpgroups x bn. Launch with grid (ceil(N / bn), ceil(M / (64 * warpgroups))) and
+    128 * warpgroups threads. bka and bkb must be multiples of 128 or at least K (scales
+    constant over each 128-wide block of K)."""
     mma = wg.wgmma(fmt_a, fmt_b)
     regs = bn // 2
-    a_chunks, b_chunks = wg.M * KB // 16, bn * KB // 16  # 16-byte chunks per K-block
+    tile_rows, threads = wg.M * warpgroups, wg.WARPGROUP * warpgroups
+    a_chunks, b_chunks = tile_rows * KB // 16, bn * KB // 16  # 16-byte chunks per K-block
     a_words, b_words = 4 * a_chunks, 4 * b_chunks  # (shared array sizes: constants, not expressions)
-    tile_rows = wg.M
+    a_slice = wg.M // 8 * SBO  # bytes of A's tile per warpgroup: its 64 rows
 
     @cuda.jit
     def kernel(a, bt, m, n, k_total, sa, sb, bma, bka, bkb, bnb, c):
@@ -87,30 +90,31 @@ def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool):
         s_row = cuda.shared.array(tile_rows, float32)  # this K-block's scales of the tile's rows ...
         s_col = cuda.shared.array(bn, float32)  # ... and columns
         t = cuda.threadIdx.x
-        row0, col0 = cuda.blockIdx.y * wg.M, cuda.blockIdx.x * bn
-        lane = t % 32
-        row_t = 16 * (t // 32) + lane // 4  # this thread's first row and column of D, in the tile
+        group, tg = t // wg.WARPGROUP, t % wg.WARPGROUP  # this thread's warpgroup, and its place in it
+        row0, col0 = cuda.blockIdx.y * tile_rows, cuda.blockIdx.x * bn
+        lane = tg % 32
+        row_t = wg.M * group + 16 * (tg // 32) + lane // 4  # this thread's first row and column of D, in the tile
         col_t = 2 * (lane % 4)
         total = wg.accumulators(regs)
         for k0 in range(0, k_total, KB):
             # A chunk (r, c) is row r's codes 16c .. 16c + 15 of the K-block: one row of a core
             # matrix, 16 contiguous bytes of the tile at tile_offset(r, 16c)
-            for i in range(t, a_chunks, wg.WARPGROUP):
+            for i in range(t, a_chunks, threads):
                 r, ch = i // (KB // 16), i % (KB // 16)
                 stage_chunk(a, k_total, row0 + r, k0 + 16 * ch, m, vec, tile_a, tile_offset(r, 16 * ch) // 4)
-            for i in range(t, b_chunks, wg.WARPGROUP):
+            for i in range(t, b_chunks, threads):
                 r, ch = i // (KB // 16), i % (KB // 16)
                 stage_chunk(bt, k_total, col0 + r, k0 + 16 * ch, n, vec, tile_b, tile_offset(r, 16 * ch) // 4)
-            for i in range(t, wg.M + bn, wg.WARPGROUP):
-                if i < wg.M:
+            for i in range(t, tile_rows + bn, threads):
+                if i < tile_rows:
                     s_row[i] = sa[min(row0 + i, m - 1) // bma, k0 // bka]
                 else:
-                    s_col[i - wg.M] = sb[k0 // bkb, min(col0 + i - wg.M, n - 1) // bnb]
+                    s_col[i - tile_rows] = sb[k0 // bkb, min(col0 + i - tile_rows, n - 1) // bnb]
             wg.fence_proxy_async()  # the stores above, visible to the tensor cores
             cuda.syncthreads()
             part = wg.fence(wg.accumulators(regs))
             for ks in range(KB // wg.K):  # 32 codes of K: two core matrices further along
-                part = mma(wg.smem_descriptor(tile_a, ks * 2 * LBO, LBO, SBO, 0),
+                part = mma(wg.smem_descriptor(tile_a, group * a_slice + ks * 2 * LBO, LBO, SBO, 0),
                            wg.smem_descriptor(tile_b, ks * 2 * LBO, LBO, SBO, 0), part)
             wg.commit()
             part = wg.wait_all(part)
@@ -149,7 +153,7 @@ def transposed_codes(codes):
     return out
 
 
-def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64):
+def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64, warpgroups: int = 1):
     """Launch [`warpgroup_kernel`][] on device arrays: A (M, K) and B (K, N) codes (B is
     transposed first, on the device), their scales and blocks, C (M, N) float32."""
     m, k = a_codes.shape
@@ -161,8 +165,10 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
     if bn % 8 or not 8 <= bn <= 256:
         raise ValueError(f"launch_warpgroup: bn must be a multiple of 8 from 8 to 256, got {bn}")
     bt = transposed_codes(b_codes)
-    grid = (-(-n // bn), -(-m // wg.M))
-    warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0)[grid, wg.WARPGROUP](
+    if warpgroups not in (1, 2):
+        raise ValueError(f"launch_warpgroup: warpgroups must be 1 or 2, got {warpgroups}")
+    grid = (-(-n // bn), -(-m // (wg.M * warpgroups)))
+    warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0, warpgroups)[grid, wg.WARPGROUP * warpgroups](
         a_codes.reshape(m * k), bt.reshape(n * k), m, n, k, sa, sb, int(block_a[0]), int(block_a[1]),
         int(block_b[0]), int(block_b[1]), c)
     return c
