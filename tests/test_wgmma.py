@@ -118,3 +118,19 @@ def test_two_warpgroups_share_a_b_tile_and_stay_exact():
     with pytest.raises(ValueError, match="warpgroups must be 1 or 2"):
         warpgroup.launch_warpgroup(cuda.to_device(qa.codes), cuda.to_device(qb.codes), cuda.to_device(qa.scales),
                                    cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, warpgroups=3)
+
+
+@needs_wgmma
+@pytest.mark.parametrize("pipelined", [True, False])
+@pytest.mark.parametrize("m, n, k", [(70, 24, 320), (64, 64, 448)])  # a last K-block of one stage; of 64 + 64 + 64
+def test_the_pipelined_and_the_plain_kernel_give_the_same_exact_product(pipelined, m, n, k):
+    from numba import cuda
+
+    from tutorial.gemm import warpgroup
+
+    qa, qb = _operands(np.random.default_rng(k), m, n, k, (1, 128), (128, 128))
+    c = cuda.device_array((m, n), np.float32)
+    warpgroup.launch_warpgroup(cuda.to_device(qa.codes), cuda.to_device(qb.codes), cuda.to_device(qa.scales),
+                               cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, bn=16,
+                               pipelined=pipelined)
+    np.testing.assert_array_equal(c.copy_to_host(), _exact(qa, qb).astype(np.float32))

@@ -129,6 +129,101 @@ def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
     return kernel
 
 
+KS = 64  # K per pipeline stage: two k32 instructions
+SBO_STAGE = KS // wg.CORE_BYTES * 128  # bytes between 8-row groups of a stage's tile
+STAGES = 4  # stages in flight: a ring of 4 x (64 + bn) x 64 codes
+
+
+@cuda.jit(device=True)
+def stage_offset(row, k):
+    """The byte of (row, k) in a staged K-major tile of KS codes per row (no swizzle)."""
+    return (row // 8) * SBO_STAGE + (k // 16) * LBO + (row % 8) * 16 + k % 16
+
+
+@functools.cache
+def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES):
+    """[`warpgroup_kernel`][]'s GEMM (same arguments, one warpgroup, K % 16 == 0) with the
+    staging made asynchronous: each thread's `cp.async` copies global memory straight into a
+    ring of `stages` shared-memory tiles of 64 codes of K, `stages` - 1 of them in flight
+    while the tensor cores work on the oldest. Two stages make a 128-wide K-block, whose
+    partial sums are promoted as before."""
+    mma = wg.wgmma(fmt_a, fmt_b)
+    regs = bn // 2
+    a_chunks, b_chunks = wg.M * KS // 16, bn * KS // 16  # 16-byte chunks per stage
+    a_words, b_words = 4 * a_chunks, 4 * b_chunks
+    ring_a_words, ring_b_words, tile_rows = stages * a_words, stages * b_words, wg.M
+    a_bytes, b_bytes = 4 * a_words, 4 * b_words
+    per_block = KB // KS
+    wait_for_oldest = wg.cp_async_wait(stages - 2)
+
+    @cuda.jit(device=True)
+    def issue(a, bt, m, n, k_total, st, row0, col0, ring_a, ring_b):
+        """Start copying stage `st`'s codes into its slot of the ring (zeros past the edges)."""
+        t = cuda.threadIdx.x
+        k0, slot = st * KS, st % stages
+        for i in range(t, a_chunks, wg.WARPGROUP):
+            r, ch = i // (KS // 16), i % (KS // 16)
+            inside = row0 + r < m and k0 + 16 * ch < k_total
+            wg.cp_async16(ring_a, slot * a_words + stage_offset(r, 16 * ch) // 4, a,
+                          (row0 + r) * k_total + k0 + 16 * ch if inside else 0, 16 if inside else 0)
+        for i in range(t, b_chunks, wg.WARPGROUP):
+            r, ch = i // (KS // 16), i % (KS // 16)
+            inside = col0 + r < n and k0 + 16 * ch < k_total
+            wg.cp_async16(ring_b, slot * b_words + stage_offset(r, 16 * ch) // 4, bt,
+                          (col0 + r) * k_total + k0 + 16 * ch if inside else 0, 16 if inside else 0)
+
+    @cuda.jit
+    def kernel(a, bt, m, n, k_total, sa, sb, bma, bka, bkb, bnb, c):
+        ring_a = cuda.shared.array(ring_a_words, uint32, alignment=128)
+        ring_b = cuda.shared.array(ring_b_words, uint32, alignment=128)
+        s_row = cuda.shared.array(tile_rows, float32)  # the K-block's scales of the tile's rows ...
+        s_col = cuda.shared.array(bn, float32)  # ... and columns
+        t = cuda.threadIdx.x
+        row0, col0 = cuda.blockIdx.y * wg.M, cuda.blockIdx.x * bn
+        lane = t % 32
+        row_t = 16 * (t // 32) + lane // 4  # this thread's first row and column of D, in the tile
+        col_t = 2 * (lane % 4)
+        count = (k_total + KS - 1) // KS
+        for st in range(stages - 1):  # the ring's first stages in flight
+            if st < count:
+                issue(a, bt, m, n, k_total, st, row0, col0, ring_a, ring_b)
+            wg.cp_async_commit()  # (a group per stage, empty or not: the wait counts groups)
+        total = wg.accumulators(regs)
+        part = wg.accumulators(regs)
+        for st in range(count):
+            wait_for_oldest()  # this thread's copies of stage st have landed ...
+            wg.fence_proxy_async()  # ... are visible to the tensor cores ...
+            cuda.syncthreads()  # ... and so are everyone's; everyone is done with stage st - 1
+            if st % per_block == 0:  # a new K-block: its scales, and fresh partial sums
+                k0 = st * KS
+                for i in range(t, wg.M + bn, wg.WARPGROUP):
+                    if i < wg.M:
+                        s_row[i] = sa[min(row0 + i, m - 1) // bma, k0 // bka]
+                    else:
+                        s_col[i - wg.M] = sb[k0 // bkb, min(col0 + i - wg.M, n - 1) // bnb]
+                part = wg.accumulators(regs)
+            if st + stages - 1 < count:  # refill the slot stage st - 1 used
+                issue(a, bt, m, n, k_total, st + stages - 1, row0, col0, ring_a, ring_b)
+            wg.cp_async_commit()
+            slot = st % stages
+            part = wg.fence(part)
+            for ks in range(KS // wg.K):
+                part = mma(wg.smem_descriptor(ring_a, slot * a_bytes + ks * 2 * LBO, LBO, SBO_STAGE, 0),
+                           wg.smem_descriptor(ring_b, slot * b_bytes + ks * 2 * LBO, LBO, SBO_STAGE, 0), part)
+            wg.commit()
+            part = wg.wait_all(part)
+            if st % per_block == per_block - 1 or st == count - 1:  # the K-block's end: promote
+                cuda.syncthreads()  # (the scales other threads stored this K-block)
+                total = wg.promote(total, part, s_row, s_col, row_t, col_t)
+        for r in range(regs):
+            row = row0 + row_t + 8 * ((r % 4) // 2)
+            col = col0 + col_t + 8 * (r // 4) + r % 2
+            if row < m and col < n:
+                c[row, col] = total[r]
+
+    return kernel
+
+
 @cuda.jit
 def _transpose_codes(src, dst):
     """dst (N, K) = src (K, N).T, uint8, through 32 x 32 shared tiles (both sides coalesced)."""
@@ -153,9 +248,11 @@ def transposed_codes(codes):
     return out
 
 
-def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64, warpgroups: int = 1):
-    """Launch [`warpgroup_kernel`][] on device arrays: A (M, K) and B (K, N) codes (B is
-    transposed first, on the device), their scales and blocks, C (M, N) float32."""
+def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64, warpgroups: int = 1,
+                     pipelined: bool = True):
+    """Launch the GEMM on device arrays: A (M, K) and B (K, N) codes (B is transposed first, on
+    the device), their scales and blocks, C (M, N) float32. [`pipelined_kernel`][] where K %
+    16 == 0 and one warpgroup (unless `pipelined=False`), else [`warpgroup_kernel`][]."""
     m, k = a_codes.shape
     n = b_codes.shape[1]
     for name, bk in (("a's block", block_a[1]), ("b's block", block_b[0])):
@@ -168,10 +265,15 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
     if warpgroups not in (1, 2):
         raise ValueError(f"launch_warpgroup: warpgroups must be 1 or 2, got {warpgroups}")
     grid = (-(-n // bn), -(-m // (wg.M * warpgroups)))
-    warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0, warpgroups)[grid, wg.WARPGROUP * warpgroups](
+    if pipelined and k % 16 == 0 and warpgroups == 1:
+        kernel = pipelined_kernel(fmt_a, fmt_b, bn)
+    else:
+        kernel = warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0, warpgroups)
+    kernel[grid, wg.WARPGROUP * warpgroups](
         a_codes.reshape(m * k), bt.reshape(n * k), m, n, k, sa, sb, int(block_a[0]), int(block_a[1]),
         int(block_b[0]), int(block_b[1]), c)
     return c
 
 
-__all__ = ["warpgroup_kernel", "launch_warpgroup", "tile_offset", "stage_chunk", "transposed_codes", "KB"]
+__all__ = ["warpgroup_kernel", "pipelined_kernel", "launch_warpgroup", "tile_offset", "stage_offset", "stage_chunk",
+           "transposed_codes", "KB", "KS", "STAGES"]

@@ -133,6 +133,17 @@ if ON_SIMULATOR:
         return tuple(np.float32(t + p * (s_row[row + 8 * ((r % 4) // 2)] * s_col[col + 8 * (r // 4) + r % 2]))
                      for r, (t, p) in enumerate(zip(total, part)))
 
+    def cp_async16(dst, dst_word, src, src_index, src_bytes):
+        """The 16 bytes `src[src_index:]` (the first `src_bytes` of them, zeros after) into words
+        `dst_word` .. + 3 of `dst`, at once (the GPU's copy is asynchronous)."""
+        chunk = np.zeros(16, np.uint8)
+        if src_bytes:
+            chunk[:src_bytes] = src[src_index:src_index + src_bytes]
+        dst[dst_word:dst_word + 4] = chunk.view(np.uint32)
+
+    def cp_async_wait(pending):
+        return _nothing
+
     def _identity(acc):
         return acc
 
@@ -143,11 +154,12 @@ if ON_SIMULATOR:
     commit = _nothing
     wait_all = _identity
     fence_proxy_async = _nothing
+    cp_async_commit = _nothing
     _WGMMA = {(fa.name, fb.name): _emulated(fa, fb) for fa in fp8.FORMATS.values() for fb in fp8.FORMATS.values()}
 
 else:
-    from ..runtime.warpgroup_ptx import (accumulators, commit, fence, fence_proxy_async, make_wgmma, promote,
-                                         smem_descriptor, wait_all)
+    from ..runtime.warpgroup_ptx import (accumulators, commit, cp_async16, cp_async_commit, cp_async_wait, fence,
+                                         fence_proxy_async, make_wgmma, promote, smem_descriptor, wait_all)
 
     _WGMMA = {(fa.name, fb.name): make_wgmma(fa.name, fb.name) for fa in fp8.FORMATS.values()
               for fb in fp8.FORMATS.values()}
@@ -162,5 +174,6 @@ def wgmma(fmt_a, fmt_b):
 
 
 __all__ = ["wgmma", "wgmma_reference", "descriptor", "descriptor_fields", "interleaved_offset", "fragment_d",
-           "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "fence_proxy_async", "promote", "M", "K",
+           "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "fence_proxy_async", "promote", "cp_async16",
+           "cp_async_commit", "cp_async_wait", "M", "K",
            "WARPGROUP"]

@@ -138,6 +138,39 @@ def promote(typingctx, total, part, s_row, s_col, row, col):
     return total(total, part, s_row, s_col, row, col), codegen
 
 
+@intrinsic
+def cp_async16(typingctx, dst, dst_word, src, src_index, src_bytes):
+    """`cp.async.cg.shared.global`: copy 16 bytes from `src[src_index:]` (1-D uint8, global,
+    16-byte aligned) to word `dst_word` of the shared array `dst` without passing through
+    registers; only the first `src_bytes` (0 or 16) are read, the rest of the 16 is zero."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and src.dtype == types.uint8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d_ary = context.make_array(sig.args[0])(context, builder, args[0])
+        s_ary = context.make_array(sig.args[2])(context, builder, args[2])
+        word, index = (context.cast(builder, v, t, types.intp) for v, t in ((args[1], sig.args[1]),
+                                                                           (args[3], sig.args[3])))
+        nbytes = context.cast(builder, args[4], sig.args[4], types.int32)
+        dst_ptr = builder.ptrtoint(builder.gep(d_ary.data, [word]), I64)
+        shared = _asm(builder, I64, [dst_ptr], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
+        src_ptr = builder.ptrtoint(builder.gep(s_ary.data, [index]), I64)
+        _asm(builder, ir.VoidType(), [shared, src_ptr, nbytes], "cp.async.cg.shared.global [$0], [$1], 16, $2;",
+             "l,l,r,~{memory}")
+        return context.get_dummy_value()
+
+    return types.void(dst, dst_word, src, src_index, src_bytes), codegen
+
+
+cp_async_commit = _plain("cp.async.commit_group;")  # close a group of this thread's cp.async
+
+
+def cp_async_wait(pending: int):
+    """The intrinsic that waits until at most `pending` of this thread's cp.async groups are in
+    flight (the older ones have landed in shared memory)."""
+    return _plain(f"cp.async.wait_group {int(pending)};")
+
+
 def make_wgmma(fmt_a: str, fmt_b: str):
     """The intrinsic `acc = mma(desc_a, desc_b, acc)`: `wgmma.mma_async` m64nNk32 with float32
     D and FP8 operands `fmt_a`, `fmt_b` ("e4m3" or "e5m2"), N = 2 * len(acc), accumulating."""
@@ -164,4 +197,4 @@ def make_wgmma(fmt_a: str, fmt_b: str):
 
 
 __all__ = ["accumulators", "fence", "wait_all", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
-           "promote"]
+           "promote", "cp_async16", "cp_async_commit", "cp_async_wait"]
