@@ -78,9 +78,11 @@ def test_wgmma_kernel_says_what_it_cannot_do():
     with pytest.raises(ValueError, match="a's block along K must be a multiple of 128"):
         scaled_matmul(qa, qb, kernel="wgmma")
     qa, qb = _operands(np.random.default_rng(1), 8, 8, 256, (1, 128), (128, 128))
-    for mode in ("dequant", "rescale", "epilogue"):
+    for mode in ("dequant", "rescale"):
         with pytest.raises(ValueError, match="mode must be 'promote'"):
             scaled_matmul(qa, qb, mode, kernel="wgmma")
+    with pytest.raises(ValueError, match="scales constant along K"):
+        scaled_matmul(qa, qb, "epilogue", kernel="wgmma")  # 1 x 128 scales vary along K
     assert scaled_matmul(QTensor(np.zeros((3, 0), np.uint8), np.ones((3, 0), np.float32), "e4m3", (1, 128)),
                          QTensor(np.zeros((0, 5), np.uint8), np.ones((0, 5), np.float32), "e4m3", (128, 1)),
                          kernel="wgmma").tolist() == [[0.0] * 5] * 3
@@ -134,3 +136,11 @@ def test_the_pipelined_and_the_plain_kernel_give_the_same_exact_product(pipeline
                                cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, bn=16,
                                pipelined=pipelined)
     np.testing.assert_array_equal(c.copy_to_host(), _exact(qa, qb).astype(np.float32))
+
+
+@needs_wgmma
+def test_without_promotion_per_row_and_column_scales_are_applied_once_exactly():
+    qa, qb = _operands(np.random.default_rng(11), 40, 24, 384, (1, 384), (384, 1))
+    got = scaled_matmul(qa, qb, "epilogue", kernel="wgmma")
+    np.testing.assert_array_equal(got, _exact(qa, qb).astype(np.float32))
+

@@ -124,8 +124,9 @@ def scaled_matmul(a: QTensor, b: QTensor, mode: str | None = None, *, out=None, 
             that has FP8 ones, where the mode allows; the CUDA-core kernel on the simulator
             (its emulated tensor cores are slow; "rescale" still gets them) and elsewhere.
             "wgmma": Hopper's warpgroup MMA (`tutorial.gemm.warpgroup`, compute capability 9.0
-            or the simulator), promoting every 128-wide K-block ("promote" only; scales
-            constant over each 128 of K). Not chosen by "auto" yet.
+            or the simulator), promoting every 128-wide K-block ("promote"; scales constant
+            over each 128 of K), or not at all ("epilogue": the tensor cores accumulate all of
+            K; scales constant along K). Not chosen by "auto" yet.
         tiling: a [`Tiling`][tutorial.gemm.tiling.Tiling] or
             [`MmaTiling`][tutorial.gemm.tiling.MmaTiling], which picks its kernel.
 
@@ -199,9 +200,12 @@ def _scaled_matmul_wgmma(a: QTensor, b: QTensor, mode, out, tiling):
     every 128-wide K-block's partial sums into float32 with their scales."""
     if tiling is not None:
         raise ValueError("scaled_matmul: kernel 'wgmma' takes no tiling")
-    if mode not in (None, "promote"):
+    if mode not in (None, "promote", "epilogue"):
         raise ValueError(f"scaled_matmul: kernel 'wgmma' promotes every {WGMMA_KB}-wide block of K: mode must be "
-                         f"'promote' (or None), got {mode!r}")
+                         f"'promote' (or None), or 'epilogue' (no promotion), got {mode!r}")
+    if mode == "epilogue" and (a.shape[1] % 16 or a.block[1] < a.shape[1] or b.block[0] < b.shape[0]):
+        raise ValueError("scaled_matmul: kernel 'wgmma' with mode 'epilogue' (no promotion) needs K % 16 == 0 and "
+                         f"scales constant along K; got K = {a.shape[1]}, a.block {a.block}, b.block {b.block}")
     if not (ON_SIMULATOR or warpgroup_mma_available()):
         raise ValueError("scaled_matmul: kernel 'wgmma' needs a GPU of compute capability 9.0 (Hopper), or the "
                          "simulator")
@@ -213,7 +217,7 @@ def _scaled_matmul_wgmma(a: QTensor, b: QTensor, mode, out, tiling):
     else:
         scales, _ = scales_and_blocks(a, b)
         launch_warpgroup(device_array(a.codes), device_array(b.codes), scales[0], scales[1], a.block, b.block, c,
-                         a.fmt, b.fmt)
+                         a.fmt, b.fmt, promote=mode != "epilogue")
     return c.copy_to_host() if on_host and out is None else c
 
 

@@ -141,12 +141,14 @@ def stage_offset(row, k):
 
 
 @functools.cache
-def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES):
+def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES, promote: bool = True):
     """[`warpgroup_kernel`][]'s GEMM (same arguments, one warpgroup, K % 16 == 0) with the
     staging made asynchronous: each thread's `cp.async` copies global memory straight into a
     ring of `stages` shared-memory tiles of 64 codes of K, `stages` - 1 of them in flight
     while the tensor cores work on the oldest. Two stages make a 128-wide K-block, whose
-    partial sums are promoted as before."""
+    partial sums are promoted as before. `promote=False`: the tensor cores accumulate the
+    whole of K, scaled once at the end with the first K-block's scales (right only for scales
+    constant along K: per-tensor, per-row / per-column), to measure what promotion buys."""
     mma = wg.wgmma(fmt_a, fmt_b)
     regs = bn // 2
     a_chunks, b_chunks = wg.M * KS // 16, bn * KS // 16  # 16-byte chunks per stage
@@ -194,7 +196,7 @@ def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES):
             wait_for_oldest()  # this thread's copies of stage st have landed ...
             wg.fence_proxy_async()  # ... are visible to the tensor cores ...
             cuda.syncthreads()  # ... and so are everyone's; everyone is done with stage st - 1
-            if st % per_block == 0:  # a new K-block: its scales, and fresh partial sums
+            if (st % per_block == 0) if promote else st == 0:  # a new K-block: its scales, fresh partial sums
                 k0 = st * KS
                 for i in range(t, wg.M + bn, wg.WARPGROUP):
                     if i < wg.M:
@@ -212,7 +214,7 @@ def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES):
                            wg.smem_descriptor(ring_b, slot * b_bytes + ks * 2 * LBO, LBO, SBO_STAGE, 0), part)
             wg.commit()
             part = wg.wait_all(part)
-            if st % per_block == per_block - 1 or st == count - 1:  # the K-block's end: promote
+            if (st % per_block == per_block - 1 or st == count - 1) if promote else st == count - 1:  # promote
                 cuda.syncthreads()  # (the scales other threads stored this K-block)
                 total = wg.promote(total, part, s_row, s_col, row_t, col_t)
         for r in range(regs):
@@ -249,10 +251,11 @@ def transposed_codes(codes):
 
 
 def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64, warpgroups: int = 1,
-                     pipelined: bool = True):
+                     pipelined: bool = True, promote: bool = True):
     """Launch the GEMM on device arrays: A (M, K) and B (K, N) codes (B is transposed first, on
     the device), their scales and blocks, C (M, N) float32. [`pipelined_kernel`][] where K %
-    16 == 0 and one warpgroup (unless `pipelined=False`), else [`warpgroup_kernel`][]."""
+    16 == 0 and one warpgroup (unless `pipelined=False`), else [`warpgroup_kernel`][].
+    `promote=False` (the pipelined kernel only): no promotion, scales applied once at the end."""
     m, k = a_codes.shape
     n = b_codes.shape[1]
     for name, bk in (("a's block", block_a[1]), ("b's block", block_b[0])):
@@ -265,8 +268,10 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
     if warpgroups not in (1, 2):
         raise ValueError(f"launch_warpgroup: warpgroups must be 1 or 2, got {warpgroups}")
     grid = (-(-n // bn), -(-m // (wg.M * warpgroups)))
+    if not promote and not (pipelined and k % 16 == 0 and warpgroups == 1):
+        raise ValueError("launch_warpgroup: promote=False needs the pipelined kernel (K % 16 == 0, one warpgroup)")
     if pipelined and k % 16 == 0 and warpgroups == 1:
-        kernel = pipelined_kernel(fmt_a, fmt_b, bn)
+        kernel = pipelined_kernel(fmt_a, fmt_b, bn, STAGES, promote)
     else:
         kernel = warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0, warpgroups)
     kernel[grid, wg.WARPGROUP * warpgroups](

@@ -17,11 +17,12 @@ from .ch01 import chapter01_absmax
 from .ch02 import chapter02_quantize
 from .ch04 import chapter04_blockwise
 from .ch05 import chapter05_gemm
+from .ch06 import chapter06_wgmma
 from .ch07 import chapter07_minilm
 
 SWEEPS = {"00": chapter00_encode, "01": chapter01_absmax, "02": chapter02_quantize, "03": chapter02_quantize,
           "04": chapter04_blockwise, "05": chapter05_gemm,
-          "07": chapter07_minilm}
+          "06": chapter06_wgmma, "07": chapter07_minilm}
 
 
 def run(chapter: str | None = None) -> list[Path]:

@@ -1,0 +1,78 @@
+"""Chapter 06: Hopper's warpgroup MMA: what promotion buys in accuracy and costs in time.
+
+Error against K, on the tensor cores: the wgmma kernel promoting every 128 of K, the same
+kernel without promotion (the tensor cores accumulate all of K), and chapter 05's `mma.sync`
+kernel both ways. Then the speed of each at 4096^3, with `torch._scaled_mm` in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numba import cuda
+
+from ... import gemm
+from ...qtensor import QTensor
+from ...quant import blockwise
+from .. import timing
+from .ch05 import _torch_scaled_mm
+from .common import progress, safe_peer
+
+DEPTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+KERNELS = {"wgmma, promoted every 128 (ours)": ("wgmma", "promote"),
+           "wgmma, not promoted (ours)": ("wgmma", "epilogue"),
+           "mma.sync, promoted every 128 (ours)": ("tensor_core", "promote"),
+           "mma.sync, not promoted (ours)": ("tensor_core", "epilogue")}
+
+
+def _operands(rng, m, n, k):
+    """Normal values quantized with a scale per row of A and per column of B (constant along K,
+    so every kernel above can take them), as QTensors on the device."""
+    a = cuda.to_device(rng.standard_normal((m, k)).astype(np.float32))
+    b = cuda.to_device(rng.standard_normal((k, n)).astype(np.float32))
+    return blockwise.quantize_blockwise(a, (1, k)), blockwise.quantize_blockwise(b, (k, 1))
+
+
+def _errors(qa: QTensor, qb: QTensor, c) -> dict:
+    """max |error| / sum_k |a||b| (the accumulation's own scale) and rms error / rms C, against
+    the float64 product of the dequantized operands."""
+    a, b = qa.dequantize().astype(np.float64), qb.dequantize().astype(np.float64)
+    exact = a @ b
+    err = np.abs(np.asarray(c, np.float64) - exact)
+    return {"max_err_over_abs_sum": float(np.max(err / (np.abs(a) @ np.abs(b)))),
+            "rms_err_over_rms": float(np.sqrt(np.mean(err ** 2) / np.mean(exact ** 2)))}
+
+
+def chapter06_wgmma(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
+    """Record `ch06_wgmma.json`: error rows (label, K, the two error measures) for 256 x 256 x K,
+    and timing rows at size^3 (1x128/128x128 scales for the promoted kernels and the peers,
+    per-row/per-column for the unpromoted ones, which need scales constant along K)."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for step, k in enumerate(DEPTHS, 1):
+        progress(step, len(DEPTHS), f"errors at K = {k}")
+        qa, qb = _operands(rng, 256, 256, k)
+        for label, (kernel, mode) in KERNELS.items():
+            c = gemm.scaled_matmul(qa, qb, mode, kernel=kernel).copy_to_host()
+            rows.append({"label": label, "shape": [256, 256, k], "peer": None, "k": k, **_errors(qa, qb, c)})
+    m = n = k = size
+    flops = 2 * m * n * k
+    a = cuda.to_device(rng.standard_normal((m, k)).astype(np.float32))
+    b = cuda.to_device(rng.standard_normal((k, n)).astype(np.float32))
+    c = cuda.device_array((m, n), np.float32)
+    blocks = (blockwise.quantize_blockwise(a, (1, 128)), blockwise.quantize_blockwise(b, (128, 128)))
+    lines = (blockwise.quantize_blockwise(a, (1, k)), blockwise.quantize_blockwise(b, (k, 1)))
+    cases = [("wgmma 1x128/128x128, promoted every 128 (ours)", blocks, "wgmma", "promote"),
+             ("wgmma per-row/per-column, promoted every 128 (ours)", lines, "wgmma", "promote"),
+             ("wgmma per-row/per-column, not promoted (ours)", lines, "wgmma", "epilogue"),
+             ("mma.sync 1x128/128x128, rescaled (ours)", blocks, "tensor_core", "rescale")]
+    for label, (qa, qb), kernel, mode in cases:
+        progress(1, 1, label)
+        run = lambda qa=qa, qb=qb, kernel=kernel, mode=mode: gemm.scaled_matmul(qa, qb, mode, out=c, kernel=kernel)  # noqa: E731
+        rows.append(timing.make_row(label, timing.time_cuda(run, repeats=repeats), shape=[m, n, k], flops=flops))
+    a_host, b_host = a.copy_to_host(), b.copy_to_host()
+    for label, per_block in (("torch._scaled_mm FP8 per-tensor", False), ("torch._scaled_mm FP8 1x128/128x128", True)):
+        rows.append(safe_peer(label, _torch_scaled_mm(a_host, b_host, per_block), shape=[m, n, k], flops=flops,
+                              repeats=repeats))
+    return timing.record_results("ch06_wgmma", rows, shapes=[[256, 256, d] for d in DEPTHS] + [[m, n, k]],
+                                 out_dir=out_dir)
