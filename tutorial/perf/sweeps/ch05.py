@@ -21,7 +21,7 @@ def _torch_sgemm(a, b):
     return build
 
 
-def _torch_scaled_mm(a, b, blockwise: bool):
+def torch_scaled_mm(a, b, blockwise: bool):
     """torch._scaled_mm on E4M3 operands: per-tensor scales, or 1x128 (a) / 128x128 (b)."""
     def build(torch):
         m, k = a.shape
@@ -72,8 +72,8 @@ def chapter05_gemm(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
                    lambda: gemm.scaled_matmul(rows_a, cols_b, "epilogue", **tensor_cores))]
     a_host, b_host = a.copy_to_host(), b.copy_to_host()
     peers = [("cuBLAS SGEMM (torch, TF32 off)", _torch_sgemm(a, b)),
-             ("torch._scaled_mm FP8 per-tensor", _torch_scaled_mm(a_host, b_host, False)),
-             ("torch._scaled_mm FP8 1x128/128x128", _torch_scaled_mm(a_host, b_host, True))]
+             ("torch._scaled_mm FP8 per-tensor", torch_scaled_mm(a_host, b_host, False)),
+             ("torch._scaled_mm FP8 1x128/128x128", torch_scaled_mm(a_host, b_host, True))]
     rows, total = [], len(cases) + len(peers)
     for step, (label, fn) in enumerate(cases, 1):
         progress(step, total, label)

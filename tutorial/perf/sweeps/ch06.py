@@ -15,7 +15,7 @@ from ... import gemm
 from ...qtensor import QTensor
 from ...quant import blockwise
 from .. import timing
-from .ch05 import _torch_scaled_mm
+from .ch05 import torch_scaled_mm
 from .common import progress, safe_peer
 
 DEPTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -72,7 +72,7 @@ def chapter06_wgmma(repeats: int = 20, out_dir=None, size: int = 4096) -> Path:
         rows.append(timing.make_row(label, timing.time_cuda(run, repeats=repeats), shape=[m, n, k], flops=flops))
     a_host, b_host = a.copy_to_host(), b.copy_to_host()
     for label, per_block in (("torch._scaled_mm FP8 per-tensor", False), ("torch._scaled_mm FP8 1x128/128x128", True)):
-        rows.append(safe_peer(label, _torch_scaled_mm(a_host, b_host, per_block), shape=[m, n, k], flops=flops,
+        rows.append(safe_peer(label, torch_scaled_mm(a_host, b_host, per_block), shape=[m, n, k], flops=flops,
                               repeats=repeats))
     return timing.record_results("ch06_wgmma", rows, shapes=[[256, 256, d] for d in DEPTHS] + [[m, n, k]],
                                  out_dir=out_dir)
