@@ -10,6 +10,7 @@ of the solutions it withholds. The search is written here, separately from the l
 import json
 import os
 import re
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -43,8 +44,15 @@ def environment(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edition-venv")
     venv.create(folder, with_pip=True)
     python = folder / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", f"{ROOT}[test]"], check=True, capture_output=True,
-                   timeout=1800)
+    # From a copy of the checkout: pip builds in the source tree (build/, *.egg-info), and two
+    # test workers building the same tree at once can trip over each other.
+    source = tmp_path_factory.mktemp("course-source") / "course"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".whl", ".gpu_model", ".san", "build", "*.egg-info", "site", "__pycache__", ".cache",
+        ".pytest_cache", ".hypothesis", "fp8-tutorial-demo"))
+    proc = subprocess.run([python, "-m", "pip", "install", "-q", f"{source}[test]"], capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return python
 
 
