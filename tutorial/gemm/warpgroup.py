@@ -66,6 +66,29 @@ def stage_chunk(src, cols, row, k, rows, vec, tile, word):
     tile[word + 3] = w3
 
 
+@cuda.jit(device=True)
+def stage_scales(sa, sb, bma, bka, bkb, bnb, k0, row0, col0, m, n, s_row, s_col, threads):
+    """The scales of the K-block at k0 for the tile's rows (into s_row) and columns (s_col),
+    one load per thread per value; rows and columns past the matrix repeat its last."""
+    rows, cols = s_row.shape[0], s_col.shape[0]
+    for i in range(cuda.threadIdx.x, rows + cols, threads):
+        if i < rows:
+            s_row[i] = sa[min(row0 + i, m - 1) // bma, k0 // bka]
+        else:
+            s_col[i - rows] = sb[k0 // bkb, min(col0 + i - rows, n - 1) // bnb]
+
+
+@cuda.jit(device=True)
+def store_tile(c, total, row, col, m, n):
+    """A thread's float32 totals into C: register r at its place in the fragment of D, from the
+    thread's first row and column (row, col); nothing past the matrix's edges."""
+    for r in range(len(total)):
+        i = row + 8 * ((r % 4) // 2)
+        j = col + 8 * (r // 4) + r % 2
+        if i < m and j < n:
+            c[i, j] = total[r]
+
+
 @functools.cache
 def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
     """The kernel `kernel(a, bt, m, n, k, sa, sb, bma, bka, bkb, bnb, c)`: C = A @ B scaled, for
@@ -105,11 +128,7 @@ def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
             for i in range(t, b_chunks, threads):
                 r, ch = i // (KB // 16), i % (KB // 16)
                 stage_chunk(bt, k_total, col0 + r, k0 + 16 * ch, n, vec, tile_b, tile_offset(r, 16 * ch) // 4)
-            for i in range(t, tile_rows + bn, threads):
-                if i < tile_rows:
-                    s_row[i] = sa[min(row0 + i, m - 1) // bma, k0 // bka]
-                else:
-                    s_col[i - tile_rows] = sb[k0 // bkb, min(col0 + i - tile_rows, n - 1) // bnb]
+            stage_scales(sa, sb, bma, bka, bkb, bnb, k0, row0, col0, m, n, s_row, s_col, threads)
             wg.fence_proxy_async()  # the stores above, visible to the tensor cores
             cuda.syncthreads()
             part = wg.fence(wg.accumulators(regs))
@@ -120,11 +139,7 @@ def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
             part = wg.wait_all(part)
             total = wg.promote(total, part, s_row, s_col, row_t, col_t)  # DeepSeek's promotion
             cuda.syncthreads()  # every thread done with this K-block's tiles before the next
-        for r in range(regs):
-            row = row0 + row_t + 8 * ((r % 4) // 2)
-            col = col0 + col_t + 8 * (r // 4) + r % 2
-            if row < m and col < n:
-                c[row, col] = total[r]
+        store_tile(c, total, row0 + row_t, col0 + col_t, m, n)
 
     return kernel
 
@@ -198,11 +213,7 @@ def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES, promote: bool 
             cuda.syncthreads()  # ... and so are everyone's; everyone is done with stage st - 1
             if (st % per_block == 0) if promote else st == 0:  # a new K-block: its scales, fresh partial sums
                 k0 = st * KS
-                for i in range(t, wg.M + bn, wg.WARPGROUP):
-                    if i < wg.M:
-                        s_row[i] = sa[min(row0 + i, m - 1) // bma, k0 // bka]
-                    else:
-                        s_col[i - wg.M] = sb[k0 // bkb, min(col0 + i - wg.M, n - 1) // bnb]
+                stage_scales(sa, sb, bma, bka, bkb, bnb, k0, row0, col0, m, n, s_row, s_col, wg.WARPGROUP)
                 part = wg.accumulators(regs)
             if st + stages - 1 < count:  # refill the slot stage st - 1 used
                 issue(a, bt, m, n, k_total, st + stages - 1, row0, col0, ring_a, ring_b)
@@ -217,11 +228,7 @@ def pipelined_kernel(fmt_a, fmt_b, bn: int, stages: int = STAGES, promote: bool 
             if (st % per_block == per_block - 1 or st == count - 1) if promote else st == count - 1:  # promote
                 cuda.syncthreads()  # (the scales other threads stored this K-block)
                 total = wg.promote(total, part, s_row, s_col, row_t, col_t)
-        for r in range(regs):
-            row = row0 + row_t + 8 * ((r % 4) // 2)
-            col = col0 + col_t + 8 * (r // 4) + r % 2
-            if row < m and col < n:
-                c[row, col] = total[r]
+        store_tile(c, total, row0 + row_t, col0 + col_t, m, n)
 
     return kernel
 
@@ -281,4 +288,4 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
 
 
 __all__ = ["warpgroup_kernel", "pipelined_kernel", "launch_warpgroup", "tile_offset", "stage_offset", "stage_chunk",
-           "transposed_codes", "KB", "KS", "STAGES"]
+           "stage_scales", "store_tile", "transposed_codes", "KB", "KS", "STAGES"]
