@@ -236,15 +236,16 @@ def gamma(n: int) -> Fraction:
     return n * U / (1 - n * U)
 
 
-def matmul_violations(c, a, b, roundings: int) -> list:
-    """Where float32 `c` is not within `gamma(roundings) * (|a| @ |b|)` of the exact `a @ b`
-    (a, b object arrays of Fractions): a list of (i, j, got, exact, bound), empty if none."""
+def matmul_violations(c, a, b, roundings: int, relative: float = 0.0) -> list:
+    """Where float32 `c` is not within `(gamma(roundings) + relative) * (|a| @ |b|)` of the
+    exact `a @ b` (a, b object arrays of Fractions): a list of (i, j, got, exact, bound), empty
+    if none. `relative`: an accumulation with fewer bits than float32's (the tensor cores')."""
     c = np.asarray(c, np.float32)
     if a.shape[1] == 0:
         products, magnitudes = np.zeros((a.shape[0], b.shape[1]), object), np.zeros((a.shape[0], b.shape[1]), object)
     else:
         products, magnitudes = a @ b, np.abs(a) @ np.abs(b)
-    g, bad = gamma(roundings), []
+    g, bad = gamma(roundings) + Fraction(relative), []
     for (i, j), got in np.ndenumerate(c):
         want, bound = Fraction(products[i, j]), g * Fraction(magnitudes[i, j])
         if not math.isfinite(float(got)) or abs(Fraction(float(got)) - want) > bound:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tutorial import reference
-from tutorial.runtime.device import ON_SIMULATOR
+from tutorial.gemm.wgmma import ACCUMULATION_BOUND
+from tutorial.runtime.device import ON_SIMULATOR, warpgroup_mma_available
 from tutorial.transformer import kernel_path, schemes
 
 from test_minilm import HAVE_MODEL
@@ -56,10 +57,12 @@ def test_a_linear_on_the_kernels_computes_the_numpy_paths_product(name):
     got = kernel_path.kernel_linear(scheme)("layer", x, w, b)
     want = schemes.quantized_linear(scheme)("layer", x, w, b)
     assert got.shape == want.shape == (2, 9, 136) and got.dtype == np.float32
-    # The same dequantized operands: only the order of the float32 sums differs.
+    # The same dequantized operands: only the order of the float32 sums differs, and on Hopper the
+    # wgmma kernel's K-blocks carry the tensor cores' own accumulation error
     xq = schemes.roundtrip(x.reshape(18, 128), scheme.activations, scheme.fmt) if scheme.activations else x
     bound = np.abs(xq.reshape(18, 128)) @ np.abs(schemes.roundtrip(w, scheme.weights, scheme.fmt)).T
-    np.testing.assert_array_less(np.abs(got - want).reshape(18, 136), 1e-5 * bound + 1e-6)
+    relative = 1e-5 + (ACCUMULATION_BOUND if warpgroup_mma_available() and scheme.activations else 0.0)
+    np.testing.assert_array_less(np.abs(got - want).reshape(18, 136), relative * bound + 1e-6)
     assert np.abs(got - want).max() > 0 or scheme.activations is None  # (not the numpy path in disguise)
 
 

@@ -17,11 +17,12 @@ import numpy as np
 
 from .. import accuracy, fp8, gemm, reduction, reduction_tiles, reference
 from ..perf import plotting, timing
+from ..qtensor import QTensor
 from ..perf.sweeps import SWEEPS
 from ..quant import blockwise, interleaved
 from ..quant.per_channel import quantize_per_channel
 from ..quant.per_tensor import quantize_per_tensor
-from ..runtime.device import ON_SIMULATOR, SELECTION
+from ..runtime.device import ON_SIMULATOR, SELECTION, hardware_fp8_available, warpgroup_mma_available
 
 
 @dataclass
@@ -157,7 +158,7 @@ def chapter05(out: Path) -> ChapterResult:
     for block_a, block_b, mode in [((1, 128), (128, 128), "promote"), ((1, 128), (128, 128), "dequant"),
                                    ((1, k), (k, 1), "epilogue")]:
         qa, qb = reference.blockwise_reference(a, block_a), reference.blockwise_reference(b, block_b)
-        c = gemm.scaled_matmul(qa, qb, mode)
+        c = gemm.scaled_matmul(qa, qb, mode, kernel=_chapter05_kernel(mode))
         deq = [fp8.decode(q.codes, q.fmt).astype(np.float64) * q.scale_per_element() for q in (qa, qb)]
         bound = (k + 3) * u / (1 - (k + 3) * u) * (np.abs(deq[0]) @ np.abs(deq[1]))
         ok = bool((np.abs(c - reference.scaled_matmul_reference(qa, qb)) <= bound).all())
@@ -169,10 +170,58 @@ def chapter05(out: Path) -> ChapterResult:
     qa, qb = reference.blockwise_reference(a, (1, 128)), reference.blockwise_reference(b, (128, 128))
     with warnings.catch_warnings():  # wrong on purpose, and labelled so in the table
         warnings.simplefilter("ignore", UserWarning)
-        wrong = accuracy.gemm_errors(gemm.scaled_matmul(qa, qb, "epilogue"), exact)
+        wrong = accuracy.gemm_errors(gemm.scaled_matmul(qa, qb, "epilogue", kernel=_chapter05_kernel("epilogue")), exact)
     result.table.append({"A x B scales": "(1, 128) x (128, 128)", "mode": "epilogue (wrong here)",
                          "rel. Frobenius vs float64": f"{wrong['rel_fro']:.2e}", "calc_diff": f"{wrong['calc_diff']:.2e}"})
     result.figures += _recorded_or_measured(out, "ch05_gemm", "05")
+    return result
+
+
+def _chapter05_kernel(mode: str) -> str:
+    """Chapter 05's kernels, not "auto" (which picks chapter 06's wgmma on Hopper): mma.sync
+    on a GPU with FP8 tensor cores where the mode allows, else the CUDA cores."""
+    return "tensor_core" if hardware_fp8_available() and mode != "dequant" else "cuda_core"
+
+
+def chapter06(out: Path) -> ChapterResult:
+    """Hopper's warpgroup MMA: exact on small-integer codes (emulated on the simulator), and on
+    an H100 / H200 the TMA kernel within float32's bound plus the tensor cores' own
+    accumulation error, promoted and not."""
+    result = ChapterResult("06 warpgroup MMA (wgmma) and TMA")
+    rng = np.random.default_rng(6)
+    values = np.array([-4, -3, -2, -1, 0, 1, 2, 3, 4], np.float32)  # exact in E4M3, and so are their sums
+    m, k, n = 64, 256, 32
+    qa = QTensor(fp8.encode(rng.choice(values, (m, k)), "e4m3"), np.full((m, 2), 0.5, np.float32), "e4m3", (1, 128))
+    qb = QTensor(fp8.encode(rng.choice(values, (k, n)), "e4m3"), np.full((2, 1), 0.25, np.float32), "e4m3",
+                 (128, 128))
+    got = gemm.scaled_matmul(qa, qb, kernel="wgmma") if ON_SIMULATOR or warpgroup_mma_available() else None
+    if got is not None:
+        ok = bool(np.array_equal(got, reference.scaled_matmul_reference(qa, qb).astype(np.float32)))
+        where = "emulated" if ON_SIMULATOR else "the tensor cores"
+        result.checks.append((f"wgmma GEMM on small-integer codes, {m}x{k}x{n} ({where}) == float64 product", ok, ""))
+    if ON_SIMULATOR or not warpgroup_mma_available():
+        result.figures += _recorded_or_measured(out, "ch06_wgmma", "06") if ON_SIMULATOR else []
+        return result
+    m = k = n = 1024
+    a = accuracy.activation_like((m, k), seed=6)
+    b = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+    exact = a.astype(np.float64) @ b
+    for block_a, block_b, mode in [((1, 128), (128, 128), "promote"), ((1, k), (k, 1), "promote"),
+                                   ((1, k), (k, 1), "epilogue")]:
+        qa, qb = reference.blockwise_reference(a, block_a), reference.blockwise_reference(b, block_b)
+        c = gemm.scaled_matmul(qa, qb, mode, kernel="wgmma")
+        deq = [fp8.decode(q.codes, q.fmt).astype(np.float64) * q.scale_per_element() for q in (qa, qb)]
+        magnitude = np.abs(deq[0]) @ np.abs(deq[1])
+        error = np.abs(c - reference.scaled_matmul_reference(qa, qb))
+        if mode == "promote":
+            ok = bool((error <= (gemm.wgmma.ACCUMULATION_BOUND + (k + 3) * 2.0**-24) * magnitude).all())
+            result.checks.append((f"wgmma {block_a} x {block_b}, promoted, {m}x{k}x{n}: within the tensor cores' "
+                                  "bound", ok, ""))
+        errors = accuracy.gemm_errors(c, exact)
+        result.table.append({"A x B scales": f"{block_a} x {block_b}", "mode": mode,
+                             "max err / sum|a||b|": f"{float(np.max(error / magnitude)):.2e}",
+                             "rel. Frobenius vs float64": f"{errors['rel_fro']:.2e}"})
+    result.figures += _recorded_or_measured(out, "ch06_wgmma", "06")
     return result
 
 
@@ -189,7 +238,7 @@ def _recorded_or_measured(out: Path, name: str, chapter: str) -> list[Path]:
     return [plotting.save(fig, out / f"{name}_recorded.png")]
 
 
-CHAPTER_DEMOS = [chapter00, chapter01, chapter02_03, chapter04, chapter05]
+CHAPTER_DEMOS = [chapter00, chapter01, chapter02_03, chapter04, chapter05, chapter06]
 
 
 def _print_table(rows: list[dict]) -> None:

@@ -12,6 +12,8 @@ from numba import cuda
 
 from .. import fp8
 from ..qtensor import QTensor
+from ..runtime.launch import grid_blocks
+from ..runtime.loads import float32_to_bf16
 
 _CONSTANTS: dict = {}
 
@@ -66,3 +68,18 @@ def placeholders():
     return (constant(("placeholder", "scales"), lambda: np.ones((1, 1), np.float32)),
             constant(("placeholder", "block"), lambda: np.ones(2, np.int64)),
             constant(("placeholder", "lut"), lambda: np.zeros(256, np.float32)))
+
+
+@cuda.jit
+def _bf16_kernel(src, dst):
+    """dst[i] = the bits of the bfloat16 nearest to src[i] (1-D, grid-stride)."""
+    for i in range(cuda.grid(1), src.shape[0], cuda.gridsize(1)):
+        dst[i] = float32_to_bf16(src[i])
+
+
+def bfloat16_bits(c, out):
+    """Round the float32 device array `c` to bfloat16, nearest even, into the uint16 device
+    array `out` of the same shape (its bits): for kernels that write float32 only."""
+    if c.size:
+        _bf16_kernel[grid_blocks(c.size, 256), 256](c.reshape(c.size), out.reshape(out.size))
+    return out

@@ -25,6 +25,7 @@ import functools
 import numpy as np
 from numba import cuda, float32, uint8, uint32
 
+from ..runtime.device import ON_SIMULATOR
 from ..runtime.loads import load16_bytes
 from . import wgmma as wg
 
@@ -257,6 +258,26 @@ def transposed_codes(codes):
     return out
 
 
+def transposed_view(array):
+    """The transpose of a 2-D device array, as a view of the same memory. (Numba's `.T` on a
+    device array is a copy, made by a transpose kernel; the simulator's is numpy's view.)"""
+    if ON_SIMULATOR:
+        return array.T
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    return DeviceNDArray(tuple(array.shape[::-1]), tuple(array.strides[::-1]), array.dtype, stream=array.stream,
+                         gpu_data=array.gpu_data)
+
+
+def k_major(b_codes):
+    """B (K, N) codes as the kernels read them, (N, K) C-contiguous: a view where B is already
+    stored that way (the transposed view of an (N, K) array, [`transposed_view`][], the layout
+    `torch._scaled_mm` also takes B in), else a transposed copy ([`transposed_codes`][])."""
+    if b_codes.ndim == 2 and b_codes.is_f_contiguous() and not b_codes.is_c_contiguous():
+        return transposed_view(b_codes)
+    return transposed_codes(b_codes)
+
+
 def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b, bn: int = 64, warpgroups: int = 1,
                      pipelined: bool = True, promote: bool = True):
     """Launch the GEMM on device arrays: A (M, K) and B (K, N) codes (B is transposed first, on
@@ -271,7 +292,7 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
                              f"all of K ({k}), got {bk}")
     if bn % 8 or not 8 <= bn <= 256:
         raise ValueError(f"launch_warpgroup: bn must be a multiple of 8 from 8 to 256, got {bn}")
-    bt = transposed_codes(b_codes)
+    bt = k_major(b_codes)
     if warpgroups not in (1, 2):
         raise ValueError(f"launch_warpgroup: warpgroups must be 1 or 2, got {warpgroups}")
     grid = (-(-n // bn), -(-m // (wg.M * warpgroups)))
@@ -288,4 +309,4 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
 
 
 __all__ = ["warpgroup_kernel", "pipelined_kernel", "launch_warpgroup", "tile_offset", "stage_offset", "stage_chunk",
-           "stage_scales", "store_tile", "transposed_codes", "KB", "KS", "STAGES"]
+           "stage_scales", "store_tile", "transposed_codes", "transposed_view", "k_major", "KB", "KS", "STAGES"]

@@ -36,12 +36,21 @@ codes, and the tests hold the hardware to a bound otherwise.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import fp8
 from ..runtime.device import ON_SIMULATOR
 
 M, K = 64, 32  # the instruction's rows of A and D, and its K
+# The tensor cores add FP8 products with fewer bits than float32 (DeepSeek-V3's report: about 14
+# kept). What a 128-wide K-block of them can lose, as a fraction of its sum of |a||b|, measured on
+# an H200: 2.5e-4 to 5.1e-4 on codes of both signs, 1.0e-3 on codes of one sign, whose truncations
+# all point the same way. Promoted K-blocks add in float32, so a promoted product stays within
+# this fraction of sum |a||b| (plus float32's rounding) however long K is; the course holds the
+# wgmma kernels to it.
+ACCUMULATION_BOUND = 2.0**-9
 WARPGROUP = 128  # threads
 CORE_ROWS, CORE_BYTES = 8, 16  # a core matrix: 8 rows x 16 bytes
 
@@ -127,6 +136,14 @@ if ON_SIMULATOR:
 
         return mma
 
+    def _emulated_fresh(fmt_a, fmt_b, n):
+        mma = _emulated(fmt_a, fmt_b)
+
+        def mma0(desc_a, desc_b):
+            return mma(desc_a, desc_b, accumulators(n))
+
+        return mma0
+
     def promote(total, part, s_row, s_col, row, col):
         """The totals plus each partial sum times its row's and column's scales (see the GPU's
         `tutorial.runtime.warpgroup_ptx.promote`)."""
@@ -151,18 +168,32 @@ if ON_SIMULATOR:
         return None
 
     fence = _identity  # the simulator's wgmma is synchronous: nothing to order
+    fence_only = _nothing
     commit = _nothing
-    wait_all = _identity
+    wait_all = wait_older = _identity
+    wait_all_but_one = _nothing
     fence_proxy_async = _nothing
     cp_async_commit = _nothing
     _WGMMA = {(fa.name, fb.name): _emulated(fa, fb) for fa in fp8.FORMATS.values() for fb in fp8.FORMATS.values()}
 
 else:
     from ..runtime.warpgroup_ptx import (accumulators, commit, cp_async16, cp_async_commit, cp_async_wait, fence,
-                                         fence_proxy_async, make_wgmma, promote, smem_descriptor, wait_all)
+                                         fence_only, fence_proxy_async, make_wgmma, make_wgmma_fresh, promote,
+                                         smem_descriptor, wait_all,
+                                         wait_all_but_one, wait_older)
 
     _WGMMA = {(fa.name, fb.name): make_wgmma(fa.name, fb.name) for fa in fp8.FORMATS.values()
               for fb in fp8.FORMATS.values()}
+    _fresh = functools.cache(make_wgmma_fresh)
+
+
+def wgmma_fresh(fmt_a, fmt_b, n: int):
+    """The device function `acc = mma0(desc_a, desc_b)`: D = A (64 x 32) @ B (32 x n), a new
+    sum (the instruction's scale-d false), the thread's n / 2 registers of D returned."""
+    fmt_a, fmt_b = fp8.as_format(fmt_a), fp8.as_format(fmt_b)
+    if ON_SIMULATOR:
+        return _emulated_fresh(fmt_a, fmt_b, n // 2)
+    return _fresh(fmt_a.name, fmt_b.name, n // 2)
 
 
 def wgmma(fmt_a, fmt_b):
@@ -173,7 +204,7 @@ def wgmma(fmt_a, fmt_b):
     return _WGMMA[(fmt_a.name, fmt_b.name)]
 
 
-__all__ = ["wgmma", "wgmma_reference", "descriptor", "descriptor_fields", "interleaved_offset", "fragment_d",
-           "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "fence_proxy_async", "promote", "cp_async16",
-           "cp_async_commit", "cp_async_wait", "M", "K",
+__all__ = ["wgmma", "wgmma_fresh", "fence_only", "wgmma_reference", "descriptor", "descriptor_fields", "interleaved_offset", "fragment_d",
+           "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "wait_all_but_one", "wait_older", "fence_proxy_async", "promote", "cp_async16",
+           "cp_async_commit", "cp_async_wait", "M", "K", "ACCUMULATION_BOUND",
            "WARPGROUP"]

@@ -17,9 +17,9 @@ arrives here as its uint16 bit patterns, and [`load4_bf16`][] returns four float
 """
 
 import numpy as np
-from numba import cuda, float32, uint32
+from numba import cuda, float32, uint16, uint32
 
-from .bitcast import bits_float32
+from .bitcast import bits_float32, float32_bits
 from .device import ON_SIMULATOR
 from .launch import grid_blocks
 
@@ -42,6 +42,16 @@ def aligned16(device_array) -> bool:
 def bf16_to_float32(bits):
     """The float32 equal to the bfloat16 with these 16 bits (exact)."""
     return bits_float32(uint32(bits) << uint32(16))
+
+
+@cuda.jit(device=True)
+def float32_to_bf16(x):
+    """The bits of the bfloat16 nearest to float32 x (ties to even); NaN gives 0x7FC0. (The
+    low half is rounded off: add 0x7FFF, plus 1 when the kept half is odd, and shift.)"""
+    bits = uint32(float32_bits(x) & 0xFFFFFFFF)
+    if bits & uint32(0x7FFFFFFF) > uint32(0x7F800000):
+        return uint16(0x7FC0)
+    return uint16((bits + uint32(0x7FFF) + ((bits >> uint32(16)) & uint32(1))) >> uint32(16))
 
 
 if ON_SIMULATOR:

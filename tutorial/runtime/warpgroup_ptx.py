@@ -21,15 +21,15 @@ from numba.cuda.extending import intrinsic
 F32, I64 = ir.FloatType(), ir.IntType(64)
 
 
-def _asm(builder, ret, args, asm, constraints, side_effect=True):
+def inline_asm(builder, ret, args, asm, constraints, side_effect=True):
     return builder.asm(ir.FunctionType(ret, [a.type for a in args]), asm, constraints, args, side_effect=side_effect)
 
 
-def _parts(builder, value, n):
+def register_values(builder, value, n):
     return [builder.extract_value(value, i) for i in range(n)]
 
 
-def _is_acc(acc):
+def is_accumulators(acc):
     return isinstance(acc, types.UniTuple) and acc.dtype == types.float32
 
 
@@ -51,14 +51,14 @@ def _tied(asm):
     """An intrinsic acc -> acc that runs `asm` with the accumulators as its in/out operands."""
     @intrinsic
     def tied(typingctx, acc):
-        if not _is_acc(acc):
+        if not is_accumulators(acc):
             return None
         n = acc.count
         constraints = ",".join(["=f"] * n + [str(i) for i in range(n)]) + ",~{memory}"
 
         def codegen(context, builder, sig, args):
-            out = _asm(builder, ir.LiteralStructType([F32] * n), _parts(builder, args[0], n), asm, constraints)
-            return context.make_tuple(builder, sig.return_type, _parts(builder, out, n))
+            out = inline_asm(builder, ir.LiteralStructType([F32] * n), register_values(builder, args[0], n), asm, constraints)
+            return context.make_tuple(builder, sig.return_type, register_values(builder, out, n))
 
         return acc(acc), codegen
 
@@ -70,7 +70,7 @@ def _plain(asm):
     @intrinsic
     def plain(typingctx):
         def codegen(context, builder, sig, args):
-            _asm(builder, ir.VoidType(), [], asm, "~{memory}")
+            inline_asm(builder, ir.VoidType(), [], asm, "~{memory}")
             return context.get_dummy_value()
 
         return types.void(), codegen
@@ -78,8 +78,13 @@ def _plain(asm):
     return plain
 
 
-fence = _tied("wgmma.fence.sync.aligned;")  # before the first wgmma that touches these registers
+fence = _tied("wgmma.fence.sync.aligned;")
+fence_only = _plain("wgmma.fence.sync.aligned;")  # the same, before MMAs that read no registers of D  # before the first wgmma that touches these registers
 wait_all = _tied("wgmma.wait_group.sync.aligned 0;")  # every committed group done: D readable
+# all but the newest group done: `acc = wait_older(acc)` for registers an older group wrote (they are
+# readable after it); the newest group's registers must not be named (ptxas would serialize the MMAs)
+wait_older = _tied("wgmma.wait_group.sync.aligned 1;")
+wait_all_but_one = _plain("wgmma.wait_group.sync.aligned 1;")  # the same, naming no registers
 commit = _plain("wgmma.commit_group.sync.aligned;")  # close a group of wgmma instructions
 fence_proxy_async = _plain("fence.proxy.async.shared::cta;")  # st.shared -> visible to wgmma
 
@@ -93,7 +98,7 @@ def smem_descriptor(typingctx, arr, offset, lbo, sbo, swizzle):
 
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        address = _asm(builder, I64, [builder.ptrtoint(data, I64)], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
+        address = inline_asm(builder, I64, [builder.ptrtoint(data, I64)], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
         off, l, s, sw = (context.cast(builder, v, t, types.int64) for v, t in zip(args[1:], sig.args[1:]))
 
         def field(value, shift):  # ((value >> 4) & 0x3fff) << shift
@@ -114,13 +119,13 @@ def promote(typingctx, total, part, s_row, s_col, row, col):
     K-block's partial sums, scaled by their rows' and columns' scales (1-D arrays, indexed
     from the thread's first row and column), added to the float32 totals. Unrolled over the
     registers at compile time, so the totals stay in registers."""
-    if not (_is_acc(total) and _is_acc(part) and total.count == part.count and isinstance(s_row, types.Array)
+    if not (is_accumulators(total) and is_accumulators(part) and total.count == part.count and isinstance(s_row, types.Array)
             and isinstance(s_col, types.Array) and isinstance(row, types.Integer) and isinstance(col, types.Integer)):
         return None
     n = total.count
 
     def codegen(context, builder, sig, args):
-        totals, parts = _parts(builder, args[0], n), _parts(builder, args[1], n)
+        totals, parts = register_values(builder, args[0], n), register_values(builder, args[1], n)
         arrays = [context.make_array(t)(context, builder, v) for t, v in zip(sig.args[2:4], args[2:4])]
         row0, col0 = (context.cast(builder, v, t, types.intp) for v, t in zip(args[4:], sig.args[4:]))
 
@@ -153,9 +158,9 @@ def cp_async16(typingctx, dst, dst_word, src, src_index, src_bytes):
                                                                            (args[3], sig.args[3])))
         nbytes = context.cast(builder, args[4], sig.args[4], types.int32)
         dst_ptr = builder.ptrtoint(builder.gep(d_ary.data, [word]), I64)
-        shared = _asm(builder, I64, [dst_ptr], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
+        shared = inline_asm(builder, I64, [dst_ptr], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
         src_ptr = builder.ptrtoint(builder.gep(s_ary.data, [index]), I64)
-        _asm(builder, ir.VoidType(), [shared, src_ptr, nbytes], "cp.async.cg.shared.global [$0], [$1], 16, $2;",
+        inline_asm(builder, ir.VoidType(), [shared, src_ptr, nbytes], "cp.async.cg.shared.global [$0], [$1], 16, $2;",
              "l,l,r,~{memory}")
         return context.get_dummy_value()
 
@@ -176,7 +181,7 @@ def make_wgmma(fmt_a: str, fmt_b: str):
     D and FP8 operands `fmt_a`, `fmt_b` ("e4m3" or "e5m2"), N = 2 * len(acc), accumulating."""
     @intrinsic
     def mma(typingctx, desc_a, desc_b, acc):
-        if not (_is_acc(acc) and isinstance(desc_a, types.Integer) and isinstance(desc_b, types.Integer)):
+        if not (is_accumulators(acc) and isinstance(desc_a, types.Integer) and isinstance(desc_b, types.Integer)):
             return None
         n = acc.count
         registers = ", ".join(f"${i}" for i in range(n))
@@ -187,14 +192,43 @@ def make_wgmma(fmt_a: str, fmt_b: str):
 
         def codegen(context, builder, sig, args):
             descs = [context.cast(builder, v, t, types.uint64) for v, t in zip(args[:2], sig.args[:2])]
-            out = _asm(builder, ir.LiteralStructType([F32] * n), descs + _parts(builder, args[2], n), asm,
+            out = inline_asm(builder, ir.LiteralStructType([F32] * n), descs + register_values(builder, args[2], n), asm,
                        constraints)
-            return context.make_tuple(builder, sig.return_type, _parts(builder, out, n))
+            return context.make_tuple(builder, sig.return_type, register_values(builder, out, n))
 
         return acc(desc_a, desc_b, acc), codegen
 
     return mma
 
 
-__all__ = ["accumulators", "fence", "wait_all", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
+def make_wgmma_fresh(fmt_a: str, fmt_b: str, n: int):
+    """The intrinsic `acc = mma0(desc_a, desc_b)`: [`make_wgmma`][]'s instruction with scale-d
+    false, D = A @ B, its n float32 registers outputs only. Starting a sum this way writes no
+    zeros into registers first: ordinary instructions writing accumulator registers while
+    other MMAs are in flight make ptxas insert a wait."""
+    registers = ", ".join(f"${i}" for i in range(n))
+    asm = (f"{{ .reg .pred zero; setp.ne.b32 zero, $0, $0; "  # (false: the accumulator is not read)
+           f"wgmma.mma_async.sync.aligned.m64n{2 * n}k32.f32.{fmt_a}.{fmt_b} "
+           f"{{{registers}}}, ${n}, ${n + 1}, zero, 1, 1; }}")
+    asm = asm.replace("$0, $0;", f"${n + 2}, ${n + 2};", 1)
+    constraints = ",".join(["=f"] * n + ["l", "l", "r"]) + ",~{memory}"
+    tuple_type = types.UniTuple(types.float32, n)
+
+    @intrinsic
+    def mma0(typingctx, desc_a, desc_b):
+        if not (isinstance(desc_a, types.Integer) and isinstance(desc_b, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            descs = [context.cast(builder, v, t, types.uint64) for v, t in zip(args, sig.args)]
+            out = inline_asm(builder, ir.LiteralStructType([F32] * n), descs + [ir.Constant(ir.IntType(32), 0)], asm,
+                       constraints)
+            return context.make_tuple(builder, tuple_type, register_values(builder, out, n))
+
+        return tuple_type(desc_a, desc_b), codegen
+
+    return mma0
+
+
+__all__ = ["inline_asm", "register_values", "is_accumulators", "make_wgmma_fresh", "fence_only", "accumulators", "fence", "wait_all", "wait_all_but_one", "wait_older", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
            "promote", "cp_async16", "cp_async_commit", "cp_async_wait"]

@@ -14,8 +14,9 @@ from numba import cuda
 
 from ... import gemm
 from ...qtensor import QTensor
+from ...gemm import warpgroup
 from ...quant import blockwise
-from .. import timing
+from .. import plotting, timing
 from .ch05 import torch_scaled_mm
 from .common import progress, safe_peer
 
@@ -49,28 +50,78 @@ SHAPES = ((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (4096, 716
           (4096, 24576, 1536))
 
 
-def _speed_rows(rng, m, n, k, repeats):
+def _k_major(q: QTensor) -> QTensor:
+    """B's QTensor with its codes stored K-major ((N, K) in memory, a (K, N) view), the layout
+    `torch._scaled_mm` also takes B in: the TMA kernel reads it in place, untransposed."""
+    return QTensor(warpgroup.transposed_view(warpgroup.transposed_codes(q.codes)), q.scales, q.fmt, q.block)
+
+
+def _speed_rows(rng, m, n, k, repeats, steps: bool):
     """Our kernels and the torch peers at (m, n, k): 1x128/128x128 scales for the promoted
-    kernels and the peers, per-row/per-column for the unpromoted one (scales constant along K)."""
+    kernels and the peers, per-row/per-column for the unpromoted one (scales constant along K).
+    B is stored K-major for every wgmma kernel (untimed, as torch's column-major B). `steps`:
+    also each step of the chapter's worklog. Timed: one launch; counted: 2 M N K FLOPs."""
     flops = 2 * m * n * k
     a = cuda.to_device(rng.standard_normal((m, k)).astype(np.float32))
     b = cuda.to_device(rng.standard_normal((k, n)).astype(np.float32))
     c = cuda.device_array((m, n), np.float32)
-    blocks = (blockwise.quantize_blockwise(a, (1, 128)), blockwise.quantize_blockwise(b, (128, 128)))
-    lines = (blockwise.quantize_blockwise(a, (1, k)), blockwise.quantize_blockwise(b, (k, 1)))
-    cases = [("wgmma 1x128/128x128, promoted every 128 (ours)", blocks, "wgmma", "promote"),
-             ("wgmma per-row/per-column, promoted every 128 (ours)", lines, "wgmma", "promote"),
-             ("wgmma per-row/per-column, not promoted (ours)", lines, "wgmma", "epilogue"),
-             ("mma.sync 1x128/128x128, rescaled (ours)", blocks, "tensor_core", "rescale")]
-    rows = []
-    for label, (qa, qb), kernel, mode in cases:
-        run = lambda qa=qa, qb=qb, kernel=kernel, mode=mode: gemm.scaled_matmul(qa, qb, mode, out=c, kernel=kernel)  # noqa: E731
-        rows.append(timing.make_row(label, timing.time_cuda(run, repeats=repeats), shape=[m, n, k], flops=flops))
+    c16 = cuda.device_array((m, n), np.uint16)
+    qa, qb = blockwise.quantize_blockwise(a, (1, 128)), blockwise.quantize_blockwise(b, (128, 128))
+    blocks = (qa, _k_major(qb))
+    lines = (blockwise.quantize_blockwise(a, (1, k)), _k_major(blockwise.quantize_blockwise(b, (k, 1))))
+    tensor = (blockwise.quantize_blockwise(a, (m, k)), _k_major(blockwise.quantize_blockwise(b, (k, n))))
+    matmul = gemm.scaled_matmul
+    cases = [(f"{FAST} 1x128/128x128, promoted (ours)", lambda: matmul(*blocks, out=c, kernel="wgmma")),
+             (f"{FAST} 1x128/128x128, promoted, bf16 out (ours)",
+              lambda: matmul(*blocks, out=c16, kernel="wgmma", out_dtype="bfloat16")),
+             (f"{FAST} per-tensor, promoted (ours)", lambda: matmul(*tensor, out=c, kernel="wgmma")),
+             (f"{FAST} per-tensor, not promoted (ours)",
+              lambda: matmul(*tensor, "epilogue", out=c, kernel="wgmma")),
+             (f"{FAST} per-row/per-column, promoted (ours)", lambda: matmul(*lines, out=c, kernel="wgmma")),
+             (f"{FAST} per-row/per-column, not promoted (ours)",
+              lambda: matmul(*lines, "epilogue", out=c, kernel="wgmma"))]
+    if steps:
+        cases += _step_cases(qa, qb, c)
+    rows = [timing.make_row(label, timing.time_cuda(run, repeats=repeats), shape=[m, n, k], flops=flops)
+            for label, run in cases]
     a_host, b_host = a.copy_to_host(), b.copy_to_host()
     for label, per_block in (("torch._scaled_mm FP8 per-tensor", False), ("torch._scaled_mm FP8 1x128/128x128", True)):
         rows.append(safe_peer(label, torch_scaled_mm(a_host, b_host, per_block), shape=[m, n, k], flops=flops,
                               repeats=repeats))
     return rows
+
+
+# the worklog's steps, each one idea on top of the one before (docs/pages/performance.md, "Chapter 06")
+STEP_LABELS = {"mma.sync": "step 0: mma.sync, rescaled (chapter 05)",
+               "plain": "step 1: wgmma, one warpgroup, 64 x 64 tiles staged by its threads",
+               "cp.async": "step 2: + a ring of 4 cp.async stages",
+               "tma": "step 3: TMA into a 5-stage mbarrier ring, 128-byte swizzle, a producer warpgroup, "
+                      "two consumer warpgroups on 128 x 128 tiles",
+               "setmaxnreg": "step 4: + setmaxnreg (40 producer / 232 consumer registers)",
+               "specialized": "step 5: + two partial sums, promotion overlapping the next K-block's MMAs"}
+FAST = "TMA + warp-specialized wgmma"  # the library's kernel, step 5: its rows at every shape
+
+
+def _step_cases(qa, qb, c):
+    """The worklog's steps on 1x128/128x128 scales, promoted (B transposed once, untimed)."""
+    from ...gemm import specialized
+
+    a_codes, bt = qa.codes, warpgroup.transposed_codes(qb.codes)
+    sa, sb = qa.scales, qb.scales
+
+    def fast(**kw):
+        return lambda: specialized.launch_specialized(a_codes, bt, sa, sb, qa.block, qb.block, c, qa.fmt, qb.fmt, **kw)
+
+    def plain(pipelined):  # (B given K-major, as a view: launch_warpgroup does not transpose it)
+        return lambda: warpgroup.launch_warpgroup(a_codes, warpgroup.transposed_view(bt), sa, sb, qa.block, qb.block, c, qa.fmt, qb.fmt,
+                                                  pipelined=pipelined)
+
+    return [(STEP_LABELS["mma.sync"] + " (ours)", lambda: gemm.scaled_matmul(qa, qb, "rescale", out=c,
+                                                                           kernel="tensor_core")),
+            (STEP_LABELS["plain"] + " (ours)", plain(False)),
+            (STEP_LABELS["cp.async"] + " (ours)", plain(True)),
+            (STEP_LABELS["tma"] + " (ours)", fast(overlap=False, max_registers=False)),
+            (STEP_LABELS["setmaxnreg"] + " (ours)", fast(overlap=False))]
 
 
 def chapter06_wgmma(repeats: int = 20, out_dir=None) -> Path:
@@ -86,6 +137,8 @@ def chapter06_wgmma(repeats: int = 20, out_dir=None) -> Path:
             rows.append({"label": label, "shape": [256, 256, k], "peer": None, "k": k, **_errors(qa, qb, c)})
     for step, (m, n, k) in enumerate(SHAPES, len(DEPTHS) + 1):
         progress(step, len(DEPTHS) + len(SHAPES), f"speed at {m} x {n} x {k}")
-        rows += _speed_rows(rng, m, n, k, repeats)
-    return timing.record_results("ch06_wgmma", rows, shapes=[[256, 256, d] for d in DEPTHS] + [list(s) for s in SHAPES],
+        rows += _speed_rows(rng, m, n, k, repeats, steps=(m, n, k) == (4096, 4096, 4096))
+    path = timing.record_results("ch06_wgmma", rows, shapes=[[256, 256, d] for d in DEPTHS] + [list(s) for s in SHAPES],
                                  out_dir=out_dir)
+    plotting.redraw(path)
+    return path
