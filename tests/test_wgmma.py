@@ -8,6 +8,7 @@ import functools
 
 import numpy as np
 import pytest
+from numba import cuda, uint8  # (module globals: the simulator swaps them inside kernels)
 
 from tutorial import fp8
 from tutorial.gemm import scaled_matmul
@@ -270,3 +271,58 @@ def test_bfloat16_output_is_the_float32_product_rounded_and_bad_out_dtypes_are_n
         scaled_matmul(qa, qb, out_dtype="float16")
     with pytest.raises(ValueError, match="out must be uint16 or bfloat16"):
         scaled_matmul(qa, qb, kernel="wgmma", out_dtype="bfloat16", out=np.zeros((20, 12), np.float32))
+
+
+def test_the_128_byte_swizzle_moves_chunk_c_of_row_r_to_chunk_c_xor_r():
+    rows, chunks = np.meshgrid(np.arange(16), np.arange(8), indexing="ij")
+    moved = wg.swizzled_128b(rows * 128 + chunks * 16) - rows * 128
+    np.testing.assert_array_equal(moved // 16, chunks ^ (rows % 8))
+    assert sorted((wg.swizzled_128b(np.arange(2048)))) == list(range(2048))  # a permutation of each atom
+
+
+@functools.cache
+def _swizzled_tile_kernel():
+    mma = wg.wgmma("e4m3", "e4m3")
+
+    @cuda.jit
+    def kernel(a_swizzled, bt_swizzled, out):
+        """One warpgroup: A (64 x 128) and B^T (16 x 128), each already laid out as TMA's 128-byte
+        swizzle leaves it, copied to shared memory; D = A @ B over K = 128 through mode-1 descriptors."""
+        sa = cuda.shared.array(8192, uint8, alignment=1024)
+        sb = cuda.shared.array(2048, uint8, alignment=1024)
+        t = cuda.threadIdx.x
+        for i in range(t, 8192, 128):
+            sa[i] = a_swizzled[i]
+        for i in range(t, 2048, 128):
+            sb[i] = bt_swizzled[i]
+        wg.fence_proxy_async()
+        cuda.syncthreads()
+        acc = wg.fence(wg.accumulators(8))
+        for ks in range(4):  # k32 steps: the start address moves 32 bytes inside the swizzled rows
+            acc = mma(wg.smem_descriptor(sa, 32 * ks, 16, 1024, 1), wg.smem_descriptor(sb, 32 * ks, 16, 1024, 1), acc)
+        wg.commit()
+        acc = wg.wait_all(acc)
+        lane = t % 32
+        row, col = 16 * (t // 32) + lane // 4, 2 * (lane % 4)
+        for r in range(8):
+            out[row + 8 * ((r % 4) // 2), col + 8 * (r // 4) + r % 2] = acc[r]
+
+    return kernel
+
+
+@needs_wgmma
+def test_wgmma_reads_a_128_byte_swizzled_tile_through_its_descriptor():
+    """Emulated on the simulator, the instruction itself on an H100 / H200: the same answer."""
+    from numba import cuda
+
+    rng = np.random.default_rng(12)
+    a, bt = small_int_codes(rng, (64, 128)), small_int_codes(rng, (16, 128))
+
+    def swizzled(codes):
+        out = np.empty(codes.size, np.uint8)
+        out[wg.swizzled_128b(np.arange(codes.size))] = codes.reshape(-1)  # byte i of the rows lies at swizzled(i)
+        return out
+
+    out = cuda.to_device(np.full((64, 16), np.nan, np.float32))
+    _swizzled_tile_kernel()[1, 128](cuda.to_device(swizzled(a)), cuda.to_device(swizzled(bt)), out)
+    np.testing.assert_array_equal(out.copy_to_host(), (table()[a].astype(np.float64) @ table()[bt].T).astype(np.float32))

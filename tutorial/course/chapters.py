@@ -93,6 +93,15 @@ CHAPTERS = [
         Lesson("tutorial.gemm.operands"),
         Lesson("tutorial.gemm"),
     )),
+    Chapter("06", "06_warpgroup_mma", "Hopper's warpgroup MMA, TMA and DeepSeek's promotion", (
+        Lesson("tutorial.gemm.wgmma", "exercise.py", {"descriptor": (), "fragment_d": ("descriptor",)}),
+        Lesson("tutorial.gemm.warpgroup"),
+        Lesson("tutorial.gemm.specialized"),
+        Lesson("tutorial.runtime.warpgroup_ptx"),
+        Lesson("tutorial.runtime.tma_ptx"),
+        Lesson("tutorial.runtime.tensor_map"),
+        Lesson("tutorial.runtime.fragment"),
+    )),
     # A chapter of measurement, with no exercise: nothing to grade.
     Chapter("07", "07_transformer", "FP8 in a real transformer", (
         Lesson("tutorial.transformer.minilm"),

@@ -69,7 +69,18 @@ def descriptor(address: int, lbo: int, sbo: int, swizzle: int = 0) -> int:
             raise ValueError(f"descriptor: {name} must be a multiple of 16 below 2^18, got {value}")
     if swizzle not in (0, 1, 2, 3):
         raise ValueError(f"descriptor: swizzle must be 0, 1, 2 or 3, got {swizzle}")
+    # BEGIN SOLUTION: each field in its bits: address >> 4 from bit 0, lbo >> 4 from bit 16, sbo >> 4 from bit 32, swizzle from bit 62, or-ed together
     return (address >> 4) | (lbo >> 4) << 16 | (sbo >> 4) << 32 | swizzle << 62
+    # END SOLUTION
+
+
+def swizzled_128b(address: int) -> int:
+    """Where byte `address` of a 128-byte-swizzled tile really lies: its 16-byte chunk (bits
+    4-6) xor-ed with its row within an 8-row, 1024-byte atom (bits 7-9). So chunk c of row r
+    sits at chunk c ^ (r % 8): the eight rows' chunks of one column of 16 codes fall in eight
+    different bank groups. TMA writes a box this way (CU_TENSOR_MAP_SWIZZLE_128B), and wgmma
+    reads it this way (descriptor mode 1), with the tile's start 1024-byte aligned."""
+    return address ^ ((address >> 7) & 7) << 4
 
 
 def descriptor_fields(desc: int) -> dict:
@@ -83,9 +94,11 @@ def fragment_d(thread: int, n: int) -> list[tuple[int, int]]:
     """(row, column) of D that each of the n / 2 registers of warpgroup thread `thread` holds:
     warp w = thread // 32 owns rows 16w .. 16w + 15, and within them the registers follow
     `mma.sync`'s C layout, one m16n8 piece per 8 columns."""
+    # BEGIN SOLUTION: w = thread // 32, g = lane // 4, q = lane % 4; register r: row 16w + g (+ 8 when r % 4 is 2 or 3), column 8 (r // 4) + 2q + r % 2
     w, lane = thread // 32, thread % 32
     g, q = lane // 4, lane % 4
     return [(16 * w + g + 8 * ((r % 4) // 2), 8 * (r // 4) + 2 * q + r % 2) for r in range(n // 2)]
+    # END SOLUTION
 
 
 def wgmma_reference(a_codes, bt_codes, d, fmt_a=fp8.E4M3, fmt_b=fp8.E4M3) -> np.ndarray:
@@ -100,22 +113,28 @@ if ON_SIMULATOR:
     from ..runtime import simulator
 
     class SimDescriptor:
-        """A matrix descriptor on the simulator: the shared array it points into and its fields."""
+        """A matrix descriptor on the simulator: the shared array it points into, and the 64 bits
+        of [`descriptor`][], whose fields the emulated instruction reads back as the hardware
+        would (addresses count from the array's first byte)."""
 
-        def __init__(self, array, offset, lbo, sbo, swizzle):
-            if int(swizzle) != 0:
-                raise NotImplementedError("wgmma on the simulator: swizzled layouts are not emulated yet")
+        def __init__(self, array, bits):
             self.bytes = np.asarray(array).reshape(-1).view(np.uint8)
-            self.offset, self.lbo, self.sbo = int(offset), int(lbo), int(sbo)
+            self.bits = int(bits)
+            fields = descriptor_fields(self.bits)
+            self.address, self.lbo, self.sbo, self.swizzle = (fields[f] for f in ("address", "lbo", "sbo", "swizzle"))
+            if self.swizzle not in (0, 1):
+                raise NotImplementedError("wgmma on the simulator: only no swizzle and the 128-byte one are emulated")
 
         def tile(self, rows: int) -> np.ndarray:
             """The (rows, 32) codes the descriptor addresses."""
             r, k = np.meshgrid(np.arange(rows), np.arange(K), indexing="ij")
-            return self.bytes[self.offset + interleaved_offset(r, k, self.lbo, self.sbo)]
+            if self.swizzle == 1:  # rows of 128 bytes in 8-row atoms of SBO bytes; K steps move the start
+                return self.bytes[swizzled_128b(self.address + (r // CORE_ROWS) * self.sbo + (r % CORE_ROWS) * 128 + k)]
+            return self.bytes[self.address + interleaved_offset(r, k, self.lbo, self.sbo)]
 
     def smem_descriptor(array, offset, lbo, sbo, swizzle):
         """The descriptor of the shared array `array` + `offset` bytes (see [`descriptor`][])."""
-        return SimDescriptor(array, offset, lbo, sbo, swizzle)
+        return SimDescriptor(array, descriptor(int(offset), int(lbo), int(sbo), int(swizzle)))
 
     def accumulators(n):
         """A tuple of n float32 zeros: a thread's registers of D."""
@@ -204,7 +223,7 @@ def wgmma(fmt_a, fmt_b):
     return _WGMMA[(fmt_a.name, fmt_b.name)]
 
 
-__all__ = ["wgmma", "wgmma_fresh", "fence_only", "wgmma_reference", "descriptor", "descriptor_fields", "interleaved_offset", "fragment_d",
+__all__ = ["wgmma", "wgmma_fresh", "fence_only", "swizzled_128b", "wgmma_reference", "descriptor", "descriptor_fields", "interleaved_offset", "fragment_d",
            "smem_descriptor", "accumulators", "fence", "commit", "wait_all", "wait_all_but_one", "wait_older", "fence_proxy_async", "promote", "cp_async16",
            "cp_async_commit", "cp_async_wait", "M", "K", "ACCUMULATION_BOUND",
            "WARPGROUP"]

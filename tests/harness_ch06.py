@@ -1,0 +1,32 @@
+"""Chapter 06's harnesses: run the learner's descriptor and fragment_d (through the library's
+wgmma GEMM too, whose emulated instruction reads shared memory through the descriptors and
+writes each thread's fragment with them) on the inputs they are given, and return what they
+produced. Only this runs beside the learner's code (in the class autograder, in its sandbox),
+so it holds no reference and judges nothing.
+"""
+
+import numpy as np
+
+from tutorial import gemm  # the library; when grading, tutorial.gemm.wgmma is chapter 06's exercise file
+from tutorial.gemm import wgmma
+from tutorial.qtensor import QTensor
+
+
+def descriptors(address, lbo, sbo, swizzle):
+    """The 64-bit descriptor of each (address, lbo, sbo, swizzle) of the four arrays, as uint64."""
+    return np.array([wgmma.descriptor(int(a), int(l), int(s), int(w)) for a, l, s, w in zip(address, lbo, sbo, swizzle)],
+                    np.uint64)
+
+
+def fragment_places(n):
+    """(row, column) of every register of every thread of the warpgroup for D of width n:
+    shape (128, n / 2, 2)."""
+    n = int(np.reshape(n, -1)[0])
+    return np.array([wgmma.fragment_d(t, n) for t in range(wgmma.WARPGROUP)], np.int64)
+
+
+def wgmma_gemm(a_codes, a_scales, a_block, b_codes, b_scales, b_block):
+    """scaled_matmul on the warpgroup MMA (emulated on the simulator) of two e4m3 QTensors."""
+    qa, qb = (QTensor(c, s, "e4m3", tuple(int(x) for x in np.reshape(b, -1)))
+              for c, s, b in ((a_codes, a_scales, a_block), (b_codes, b_scales, b_block)))
+    return np.asarray(gemm.scaled_matmul(qa, qb, kernel="wgmma"))
