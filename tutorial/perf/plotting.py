@@ -205,10 +205,48 @@ def throughput_bars(results: dict, *, y: str = "tbps", recorded: bool = False) -
     return fig
 
 
+def wgmma_figure(results: dict, *, recorded: bool = False) -> Figure:
+    """Chapter 06's run: TFLOPS per shape (grouped bars) of our TMA kernel, promoted with
+    1 x 128 / 128 x 128 scales and not promoted with per-tensor ones, beside `torch._scaled_mm`
+    with the same scales; a peer that refused a shape has no bar, and says so below."""
+    series = [("TMA + warp-specialized wgmma 1x128/128x128, promoted (ours)", "C0", None),
+              ("torch._scaled_mm FP8 1x128/128x128", "0.7", "//"),
+              ("TMA + warp-specialized wgmma per-tensor, not promoted (ours)", "C1", None),
+              ("torch._scaled_mm FP8 per-tensor", "0.45", "//")]
+    speed = [r for r in results["rows"] if r.get("flops")]
+    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in speed))
+    fig = Figure(figsize=(8.5, 4.6))
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for i, (label, color, hatch) in enumerate(series):
+        for j, shape in enumerate(shapes):
+            row = next((r for r in speed if r["label"] == label and tuple(r["shape"]) == shape), None)
+            if row and row.get("tflops"):
+                ax.bar(j + (i - 1.5) * width, row["tflops"], width, color=color, hatch=hatch, edgecolor="0.3",
+                       label=label if j == 0 or not ax.get_legend_handles_labels()[1].count(label) else None)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), [_wrap(t, 60) for t in unique], fontsize=8, loc="upper left")
+    ax.set_xticks(range(len(shapes)), [" x ".join(map(str, s)) for s in shapes], fontsize=8, rotation=15)
+    ax.set_ylabel(_Y_LABELS["tflops"])
+    ax.set_xlabel("M x N x K")
+    ax.set_ylim(0, max((r["tflops"] for r in speed if r.get("tflops")), default=1) * 1.6)  # room for the legend
+    notes = _skipped_notes(results["rows"])
+    if notes:
+        ax.annotate("\n".join(notes), xy=(0.5, 0), xycoords=ax.xaxis.label, xytext=(0, -4),
+                    textcoords="offset points", ha="center", va="top", fontsize="small", color="0.3")
+    ax.set_title(_wrap(f"{results.get('name', 'benchmark')}: {_provenance(results, recorded)}", 70),
+                 fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 def results_figure(results: dict, *, recorded: bool = False) -> Figure:
     """The figure of a run of ``fp8-tutorial bench``, as the sweep draws it: a bar per row when
     every row has the same shape, a line per label over sizes otherwise; TFLOPS when the rows
-    count FLOPs, TB/s otherwise."""
+    count FLOPs, TB/s otherwise. Chapter 06's run has its own ([`wgmma_figure`][])."""
+    if results.get("name") == "ch06_wgmma":
+        return wgmma_figure(results, recorded=recorded)
     rows = results["rows"]
     y = "tflops" if any(r.get("tflops") for r in rows) else "tbps"
     if len({tuple(r["shape"]) for r in rows}) == 1:
