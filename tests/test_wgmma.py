@@ -42,6 +42,12 @@ def test_a_descriptor_holds_its_fields_and_refuses_what_it_cannot_hold():
         wg.descriptor(0, 128, 256, 4)
 
 
+def test_the_tma_kernels_swizzled_descriptor_is_the_one_descriptor_gives():
+    from tutorial.gemm import specialized
+
+    assert specialized.SWIZZLED == wg.descriptor(0, 16, 1024, 1)
+
+
 def test_the_interleaved_layout_places_every_code_of_a_tile_once():
     rows, k = np.meshgrid(np.arange(64), np.arange(32), indexing="ij")
     offsets = wg.interleaved_offset(rows, k, 128, 256)
