@@ -9,15 +9,17 @@ shape):
   shared-memory ring is free, tells the slot's "full" mbarrier how many bytes to expect, and
   asks TMA for the slot's two boxes, A's 128 x 128 codes and B's 128 x 128, swizzled in
   128-byte rows. Its warpgroup then needs few registers and gives them back (`setmaxnreg`);
-* **two consumer warpgroups**, 64 rows of the 128 x 128 tile each: wait for a slot's "full"
-  barrier, run four m64n128k32 `wgmma` on it, wait for them, arrive on the slot's "empty"
-  barrier (the producer may refill it), and promote the 128-wide partial sums into float32
-  totals with their scales. While one warpgroup promotes, the other's MMAs run.
+* **two consumer warpgroups**, 64 rows of the 128 x 128 tile each, take K-blocks in pairs:
+  wait for both slots' "full" barriers, start four m64n128k32 `wgmma` on each (two commit
+  groups, two partial sums), wait for the first group only, arrive on its slot's "empty"
+  barrier (the producer may refill it) and promote its partial sums into the float32 totals
+  with their scales, while the second group's MMAs run; then the same for the second. And
+  while one warpgroup promotes, the other's MMAs run too.
 
 Scales: A's per row (or per 1 x 128 block), B's per 128 x 128 block or per tensor (one value
-per K-block for the whole tile: "block" scales), or B's per column constant along K
-(per-row / per-column: "column" scales, applied when C is stored). C is float32 or
-bfloat16 (its bits, rounded to nearest even).
+per K-block for the whole tile), or B's per column, constant along K (per-row / per-column:
+applied when C is stored). C is float32 or bfloat16 (its bits, rounded to nearest even),
+written by an epilogue unrolled over the registers (`tutorial.runtime.fragment`).
 
 GPU only (compute capability 9.0): TMA and mbarriers have no emulation on the simulator, where
 [`warpgroup.warpgroup_kernel`][tutorial.gemm.warpgroup.warpgroup_kernel] teaches the same
