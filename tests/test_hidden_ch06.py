@@ -10,7 +10,7 @@ from tutorial.course.cases import Case
 
 from test_graded_ch06 import exact_product, fields, mma_c_layout_per_warp, placed_by_hand, small_integer_operands, width
 
-pytestmark = pytest.mark.chapter("06")
+pytestmark = [pytest.mark.chapter("06"), pytest.mark.hidden]
 
 LARGEST = (1 << 18) - 16  # the largest address or offset 14 bits of 16-byte units hold
 
