@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba.cuda import types
 from numba.cuda.extending import intrinsic
 
-from .warpgroup_ptx import I64, inline_asm
+from .warpgroup_ptx import I64, inline_asm, void_asm
 
 I32 = ir.IntType(32)
 
@@ -57,52 +57,21 @@ def global_address(typingctx, arr):
     return types.uint64(arr), codegen
 
 
-def _void(asm: str, *operands):
-    """An intrinsic running `asm` on its integer arguments, cast to `operands` (numba integer
-    types; 64-bit ones go in "l" registers, the others in "r")."""
-    constraints = ",".join("l" if t.bitwidth == 64 else "r" for t in operands) + ",~{memory}"
-
-    def typer(args):
-        if not all(isinstance(a, types.Integer) for a in args):
-            return None
-
-        def codegen(context, builder, sig, values):
-            cast = [context.cast(builder, v, t, o) for v, t, o in zip(values, sig.args, operands)]
-            inline_asm(builder, ir.VoidType(), cast, asm, constraints)
-            return context.get_dummy_value()
-
-        return types.void(*args), codegen
-
-    # (numba's intrinsics take no *args: one signature per arity)
-    arity = {1: lambda typingctx, a: typer((a,)),
-             2: lambda typingctx, a, b: typer((a, b)),
-             5: lambda typingctx, a, b, c, d, e: typer((a, b, c, d, e))}
-    return intrinsic(arity[len(operands)])
-
-
 u32, u64 = types.uint32, types.uint64
 
-mbarrier_init = _void("mbarrier.init.shared::cta.b64 [$0], $1;", u32, u32)
-mbarrier_arrive = _void("mbarrier.arrive.shared::cta.b64 _, [$0];", u32)
-mbarrier_arrive_expect_tx = _void("mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", u32, u32)
+mbarrier_init = void_asm("mbarrier.init.shared::cta.b64 [$0], $1;", u32, u32)
+mbarrier_arrive = void_asm("mbarrier.arrive.shared::cta.b64 _, [$0];", u32)
+mbarrier_arrive_expect_tx = void_asm("mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", u32, u32)
 # spin on try_wait (which itself waits a while in hardware) until the phase of this parity completes;
 # the labels are local to the braces, so every inlined copy has its own
-mbarrier_wait = _void("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1; "
-                      "@!done bra WAIT; }", u32, u32)
-tma_load_2d = _void("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                    "[$0], [$1, {$2, $3}], [$4];", u32, u64, u32, u32, u32)
+mbarrier_wait = void_asm("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1; "
+                         "@!done bra WAIT; }", u32, u32)
+tma_load_2d = void_asm("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                       "[$0], [$1, {$2, $3}], [$4];", u32, u64, u32, u32, u32)
 # the tensor map's 128 bytes were written by a copy (another proxy): order them before TMA reads them
-tensormap_acquire = _void("fence.proxy.tensormap::generic.acquire.gpu [$0], 128;", u64)
-
-
-@intrinsic
-def fence_barrier_init(typingctx):
-    """Make the mbarriers' initialisation visible to the async proxy (TMA) and other threads."""
-    def codegen(context, builder, sig, args):
-        inline_asm(builder, ir.VoidType(), [], "fence.mbarrier_init.release.cluster;", "~{memory}")
-        return context.get_dummy_value()
-
-    return types.void(), codegen
+tensormap_acquire = void_asm("fence.proxy.tensormap::generic.acquire.gpu [$0], 128;", u64)
+# make the mbarriers' initialisation visible to the async proxy (TMA) and to other threads
+fence_barrier_init = void_asm("fence.mbarrier_init.release.cluster;")
 
 
 @functools.cache
@@ -111,17 +80,7 @@ def set_max_registers(count: int, increase: bool):
     warpgroup (all of them call it) may now use `count` registers (a multiple of 8, 24-256)."""
     if count % 8 or not 24 <= count <= 256:
         raise ValueError(f"set_max_registers: count must be a multiple of 8 from 24 to 256, got {count}")
-    asm = f"setmaxnreg.{'inc' if increase else 'dec'}.sync.aligned.u32 {count};"
-
-    @intrinsic
-    def setmaxnreg(typingctx):
-        def codegen(context, builder, sig, args):
-            inline_asm(builder, ir.VoidType(), [], asm, "~{memory}")
-            return context.get_dummy_value()
-
-        return types.void(), codegen
-
-    return setmaxnreg
+    return void_asm(f"setmaxnreg.{'inc' if increase else 'dec'}.sync.aligned.u32 {count};")
 
 
 __all__ = ["shared_address", "global_address", "mbarrier_init", "mbarrier_arrive", "mbarrier_arrive_expect_tx",

@@ -65,28 +65,40 @@ def _tied(asm):
     return tied
 
 
-def _plain(asm):
-    """An intrinsic of no arguments that runs `asm`."""
-    @intrinsic
-    def plain(typingctx):
-        def codegen(context, builder, sig, args):
-            inline_asm(builder, ir.VoidType(), [], asm, "~{memory}")
+def void_asm(asm: str, *operands):
+    """An intrinsic that runs `asm` on its integer arguments, cast to `operands` (numba integer
+    types; 64-bit ones go in "l" registers, the others in "r"), and returns nothing. With no
+    operands, an intrinsic of no arguments."""
+    constraints = ",".join(["l" if t.bitwidth == 64 else "r" for t in operands] + ["~{memory}"])
+
+    def typer(args):
+        if not all(isinstance(a, types.Integer) for a in args):
+            return None
+
+        def codegen(context, builder, sig, values):
+            cast = [context.cast(builder, v, t, o) for v, t, o in zip(values, sig.args, operands)]
+            inline_asm(builder, ir.VoidType(), cast, asm, constraints)
             return context.get_dummy_value()
 
-        return types.void(), codegen
+        return types.void(*args), codegen
 
-    return plain
+    # (numba's intrinsics take no *args: one signature per arity)
+    arity = {0: lambda typingctx: typer(()),
+             1: lambda typingctx, a: typer((a,)),
+             2: lambda typingctx, a, b: typer((a, b)),
+             5: lambda typingctx, a, b, c, d, e: typer((a, b, c, d, e))}
+    return intrinsic(arity[len(operands)])
 
 
-fence = _tied("wgmma.fence.sync.aligned;")
-fence_only = _plain("wgmma.fence.sync.aligned;")  # the same, before MMAs that read no registers of D  # before the first wgmma that touches these registers
+fence = _tied("wgmma.fence.sync.aligned;")  # before the first wgmma that touches these registers
+fence_only = void_asm("wgmma.fence.sync.aligned;")  # the same, before MMAs that read no registers of D
 wait_all = _tied("wgmma.wait_group.sync.aligned 0;")  # every committed group done: D readable
 # all but the newest group done: `acc = wait_older(acc)` for registers an older group wrote (they are
 # readable after it); the newest group's registers must not be named (ptxas would serialize the MMAs)
 wait_older = _tied("wgmma.wait_group.sync.aligned 1;")
-wait_all_but_one = _plain("wgmma.wait_group.sync.aligned 1;")  # the same, naming no registers
-commit = _plain("wgmma.commit_group.sync.aligned;")  # close a group of wgmma instructions
-fence_proxy_async = _plain("fence.proxy.async.shared::cta;")  # st.shared -> visible to wgmma
+wait_all_but_one = void_asm("wgmma.wait_group.sync.aligned 1;")  # the same, naming no registers
+commit = void_asm("wgmma.commit_group.sync.aligned;")  # close a group of wgmma instructions
+fence_proxy_async = void_asm("fence.proxy.async.shared::cta;")  # st.shared -> visible to wgmma
 
 
 @intrinsic
@@ -167,13 +179,13 @@ def cp_async16(typingctx, dst, dst_word, src, src_index, src_bytes):
     return types.void(dst, dst_word, src, src_index, src_bytes), codegen
 
 
-cp_async_commit = _plain("cp.async.commit_group;")  # close a group of this thread's cp.async
+cp_async_commit = void_asm("cp.async.commit_group;")  # close a group of this thread's cp.async
 
 
 def cp_async_wait(pending: int):
     """The intrinsic that waits until at most `pending` of this thread's cp.async groups are in
     flight (the older ones have landed in shared memory)."""
-    return _plain(f"cp.async.wait_group {int(pending)};")
+    return void_asm(f"cp.async.wait_group {int(pending)};")
 
 
 def make_wgmma(fmt_a: str, fmt_b: str):
@@ -230,5 +242,5 @@ def make_wgmma_fresh(fmt_a: str, fmt_b: str, n: int):
     return mma0
 
 
-__all__ = ["inline_asm", "register_values", "is_accumulators", "make_wgmma_fresh", "fence_only", "accumulators", "fence", "wait_all", "wait_all_but_one", "wait_older", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
+__all__ = ["inline_asm", "void_asm", "register_values", "is_accumulators", "make_wgmma_fresh", "fence_only", "accumulators", "fence", "wait_all", "wait_all_but_one", "wait_older", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
            "promote", "cp_async16", "cp_async_commit", "cp_async_wait"]
