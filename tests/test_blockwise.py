@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from tutorial import fp8_hardware
+from tutorial import fp8, fp8_hardware
+from tutorial.course import grading
 from tutorial.reference import blockwise_reference, per_token_group_reference, pow2_scale_from_amax
 
 from test_per_tensor import assert_same, hostile
@@ -80,3 +81,44 @@ def test_device_input_gives_a_device_qtensor():
 def test_bad_input_is_an_error_naming_the_argument(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+@pytest.mark.parametrize("shape", [(9, 384), (8, 256)])  # (9, 384): the last warp tile holds one group
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("pow2, encoder", [(False, "fast"), (True, "fast"), (False, "exact")])
+def test_group_kernel_x8_matches_the_reference_over_several_grids(shape, dtype, pow2, encoder):
+    """groups_x8's kernel, 8 values a lane and a group per half-warp, launched over several
+    grids of 2-warp blocks (launch_covering), NaN, inf and zeros in the input."""
+    import ml_dtypes
+
+    from tutorial.quant import groups_x8
+    from tutorial.runtime.launch import launch_covering
+    from tutorial.runtime.loads import load8_of
+
+    x = hostile(shape, seed=17)
+    if dtype == "bfloat16":
+        x = x.astype(ml_dtypes.bfloat16)
+    ref = blockwise_reference(np.asarray(x, np.float32), (1, 128), pow2_scales=pow2, encoder=encoder)
+    d = cuda.to_device(x.view(np.uint16) if dtype == "bfloat16" else x).reshape(x.size)
+    per_trip = 2 if dtype == "bfloat16" else 1
+    kernel = groups_x8.group_kernel_x8(fp8.E4M3, load8_of(d), pow2, encoder, per_trip, x.size % 256 == 0)
+    codes = cuda.device_array(x.size, np.uint8)
+    scales = cuda.device_array(x.size // 128, np.float32)
+    launch_covering(kernel, -(-x.size // 256), 2 * per_trip, 64, d, codes.view(np.uint64), scales)
+    grading.assert_array_matches(scales.copy_to_host(), ref.scales.reshape(-1), what="scales")
+    grading.assert_array_matches(codes.copy_to_host(), ref.codes.reshape(-1), what="codes",
+                                 inputs=np.asarray(x, np.float32).reshape(-1))
+
+
+def test_only_the_fast_encoder_takes_the_x8_group_kernel(monkeypatch):
+    """The default (exact) encoder runs the learner's row_group_kernel, which quantize_blockwise
+    grades; the fast one on 1 x 128 float32 groups takes groups_x8."""
+    taken = []
+    real = blockwise.groups_x8_into
+    monkeypatch.setattr(blockwise, "groups_x8_into", lambda *a, **k: taken.append(1) or real(*a, **k))
+    x = hostile((3, 256), seed=18)
+    assert_same(blockwise.quantize_blockwise(x, (1, 128)), blockwise_reference(x, (1, 128)))
+    assert taken == []
+    assert_same(blockwise.quantize_blockwise(x, (1, 128), encoder="fast"),
+                blockwise_reference(x, (1, 128), encoder="fast"))
+    assert taken == [1]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
+from tutorial import fp8
 from tutorial.course import grading
 from tutorial.reference import per_tensor_reference
 
@@ -99,3 +100,45 @@ def test_torch_bfloat16_on_the_device():
     t = torch.randn(256, 512, device="cuda", dtype=torch.bfloat16) * 7
     wide = t.float().cpu().numpy()
     assert_same(per_tensor.quantize_per_tensor(t).to_host(), per_tensor_reference(wide))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("encoder", ["fast", "exact"])
+def test_x8_kernel_matches_the_reference_over_several_grids(bf16, dynamic, encoder):
+    """per_tensor_kernel_x8 launched over several grids (launch_covering with 32 threads; the
+    simulator caps each grid) on a size whose last grid is partial: every code is the reference's."""
+    import ml_dtypes
+
+    from tutorial.runtime.launch import launch_covering
+    from tutorial.runtime.loads import load8_bf16, load8_f32
+
+    x = hostile(8 * 301, seed=15)
+    if bf16:
+        x = x.astype(ml_dtypes.bfloat16)
+    values = np.asarray(x, np.float32)
+    ref = per_tensor_reference(values, scale=None if dynamic else 0.25, encoder=encoder)
+    per_trip = 2 if bf16 else 1
+    kernel = per_tensor.per_tensor_kernel_x8(fp8.E4M3, dynamic, load8_bf16 if bf16 else load8_f32,
+                                            encoder, per_trip)
+    given = np.float32([np.nanmax(np.abs(np.where(np.isfinite(values), values, 0)))]) if dynamic else np.float32([0.25])
+    codes = cuda.device_array(x.size, np.uint8)
+    scales = cuda.device_array(1, np.float32)
+    bits = x.view(np.uint16) if bf16 else x
+    launch_covering(kernel, x.size // 8, 32 * per_trip, 32, cuda.to_device(bits), cuda.to_device(given),
+                    codes.view(np.uint64), scales)
+    grading.assert_array_matches(scales.copy_to_host(), ref.scales.reshape(1), what="scales")
+    grading.assert_array_matches(codes.copy_to_host(), ref.codes, what="codes", inputs=values)
+
+
+def test_float32_with_the_exact_encoder_runs_the_exercise_kernel(monkeypatch):
+    """What quantize_per_tensor grades is the learner's per_tensor_kernel_vec4: the default
+    (exact) encoder on float32 never takes the library's x8 kernel; the fast one does."""
+    taken = []
+    real = per_tensor.per_tensor_kernel_x8
+    monkeypatch.setattr(per_tensor, "per_tensor_kernel_x8", lambda *a, **k: taken.append(a) or real(*a, **k))
+    x = hostile(64, seed=16)
+    assert_same(per_tensor.quantize_per_tensor(x), per_tensor_reference(x))
+    assert taken == []
+    assert_same(per_tensor.quantize_per_tensor(x, encoder="fast"), per_tensor_reference(x, encoder="fast"))
+    assert len(taken) == 1

@@ -17,7 +17,7 @@ from numba import cuda, float32
 
 from .. import reduction
 from ..qtensor import EPS
-from ..reduction import THREADS
+from ..reduction import FULL_MASK, THREADS, WARP, warp_max
 from ..runtime.bitcast import bits_float32, float32_bits
 from ..runtime.launch import grid_blocks
 from ..runtime.loads import BF16, aligned16, bf16_to_float32, load4, load4_bf16, widen_bf16
@@ -119,3 +119,29 @@ def finite_amax_into(flat, partials, counter, out):
     else:
         kernel = finite_amax_kernel
     kernel[partials.size, THREADS](flat, partials, counter, out)
+
+
+# -- group maxima and scale rules ------------------------------------------------------------------
+
+def scale_rule_of(pow2: bool):
+    """The device function turning an amax into a scale: power-of-two (UE8M0) or plain."""
+    return pow2_scale_rule if pow2 else scale_rule
+
+
+def lanes_max(lanes: int):
+    """The device function: the maximum of `v` over each aligned group of `lanes` neighbouring
+    lanes (a power of two up to 32), to every lane of the group. With `lanes == 32` it is
+    chapter 01's `warp_max`; narrower groups take its butterfly's last log2(lanes) steps.
+    `lanes` is baked in, so the steps unroll into plain shuffles."""
+    if lanes == WARP:
+        return warp_max
+
+    @cuda.jit(device=True)
+    def group_max(v):
+        offset = lanes // 2
+        while offset > 0:
+            v = max(v, cuda.shfl_xor_sync(FULL_MASK, v, offset))
+            offset //= 2
+        return v
+
+    return group_max

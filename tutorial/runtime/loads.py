@@ -146,6 +146,16 @@ else:
                 bits_float32(w3 << uint32(16)), bits_float32(w3 & high))
 
 
+@cuda.jit(device=True)
+def load8_f32(arr, i):
+    """Eight float32 `arr[i : i + 8]`, as two 16-byte loads ([`load4`][]); i % 8 == 0. The
+    float32 partner of [`load8_bf16`][]: a thread that owns 8 neighbouring values writes their
+    codes with one 8-byte store."""
+    a0, a1, a2, a3 = load4(arr, i)
+    b0, b1, b2, b3 = load4(arr, i + 4)
+    return a0, a1, a2, a3, b0, b1, b2, b3
+
+
 if ON_SIMULATOR:
     def load16_bytes(arr, i):
         """`arr[i : i + 16]` of a 1-D uint8 array as 4 uint32 words (little-endian: byte i is the
@@ -165,12 +175,19 @@ else:
         return types.UniTuple(types.uint32, 4)(arr, i), _vector_load(ir.IntType(32), 4, 16)
 
 
-def aligned16_bf16x8(device_array) -> bool:
-    """Whether a 1-D bfloat16 device array (uint16 bits) can be read with [`load8_bf16`][]: its data
-    16-byte aligned (and so every 8th element)."""
-    if np.dtype(device_array.dtype) != BF16 or device_array.ndim != 1:
-        return False
-    return ON_SIMULATOR or device_array.__cuda_array_interface__["data"][0] % 16 == 0
+def aligned(device_array, width: int) -> bool:
+    """Whether a device array's data pointer is a multiple of `width` bytes (always on the
+    simulator, which has no addresses)."""
+    return ON_SIMULATOR or device_array.__cuda_array_interface__["data"][0] % width == 0
+
+
+def load8_of(device_array):
+    """The 8-value load for a 1-D device array, or None: [`load8_f32`][] for float32 and
+    [`load8_bf16`][] for bfloat16 bits, when its data is 16-byte aligned."""
+    dtype = np.dtype(device_array.dtype)
+    if device_array.ndim != 1 or dtype not in _LOAD_BYTES or not aligned(device_array, 16):
+        return None
+    return load8_bf16 if dtype == BF16 else load8_f32
 
 
 @cuda.jit
