@@ -19,8 +19,13 @@ def _torch_compiled(kind, x, scale, bf16=False):
         if bf16:
             t = t.to(torch.bfloat16)
 
-        def per_tensor_static(v):
+        def per_tensor_static(v):  # torch.compile bakes the Python float in as a constant
             return (v / scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+
+        scale_t = torch.tensor(scale, dtype=torch.float32, device="cuda")
+
+        def per_tensor_static_tensor(v):  # the scale read from device memory, as ours reads it
+            return (v / scale_t).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
 
         def per_tensor_dynamic(v):
             s = v.abs().amax().clamp(min=2.0**-40) / 448.0
@@ -32,7 +37,8 @@ def _torch_compiled(kind, x, scale, bf16=False):
                 return (v / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn), s
             return fn
 
-        fn = torch.compile({"static": per_tensor_static, "dynamic": per_tensor_dynamic,
+        fn = torch.compile({"static": per_tensor_static, "static_tensor": per_tensor_static_tensor,
+                            "dynamic": per_tensor_dynamic,
                             "rows": per_channel(1), "columns": per_channel(0)}[kind])
         return lambda: fn(t)
     return build
@@ -94,6 +100,7 @@ def chapter02_quantize(repeats: int = 50, out_dir=None) -> Path:
             (f"per-channel rows, bf16 in {tag}", per_row(x_bf16, encoder), n * 3),
         ]
     peers = [("torch.compile static per-tensor", "static", False),
+             ("torch.compile static per-tensor, scale as a tensor", "static_tensor", False),
              ("torch.compile dynamic per-tensor", "dynamic", False),
              ("torch.compile per-channel rows", "rows", False), ("torch.compile per-channel columns", "columns", False),
              ("torch.compile static per-tensor, bf16 in", "static", True),
