@@ -5,9 +5,9 @@ group (one 16-byte load) and a group a whole warp. [`group_kernel_x8`][] gives a
 neighbouring values and a group 16 lanes: a warp holds two groups per tile, reduces each over
 its half-warp (the last four steps of `warp_max`, `lanes_max(16)`) and writes each lane's 8
 codes with one 8-byte store. That is the shape of torch.compile's kernel for DeepGEMM's
-`per_token_cast_to_fp8` (8 values per thread), and on the H200 it is what took the float32 row
-past it: 4.16 TB/s (0.996x torch.compile) with 4 values per lane, 4.18-4.19 (1.001-1.003x) with
-8 (32768 x 4096, fast encoder). It matches
+`per_token_cast_to_fp8` (8 values per thread). On the H200 (32768 x 4096, fast encoder) it
+brought the float32 row to parity with torch.compile: 0.993-0.997x with 4 values a lane,
+0.995-1.003x with 8 (five runs); with bfloat16 input it runs at 1.10x. It matches
 [`tutorial.reference.blockwise_reference`][tutorial.reference.blockwise_reference] bit for
 bit, as the other kernels do.
 """
