@@ -27,15 +27,17 @@ BF16 = np.dtype(np.uint16)  # how a bfloat16 array is held on the device: its bi
 _LOAD_BYTES = {np.dtype(np.float32): 16, BF16: 8}
 
 
+def aligned(device_array, width: int) -> bool:
+    """Whether a device array's data pointer is a multiple of `width` bytes (always on the
+    simulator, which has no addresses)."""
+    return ON_SIMULATOR or device_array.__cuda_array_interface__["data"][0] % width == 0
+
+
 def aligned16(device_array) -> bool:
     """Whether a 1-D float32 device array can be read with [`load4`][] (or a 1-D bfloat16
     one, as uint16 bits, with [`load4_bf16`][]: 8-byte alignment)."""
     width = _LOAD_BYTES.get(np.dtype(device_array.dtype))
-    if width is None or device_array.ndim != 1:
-        return False
-    if ON_SIMULATOR:
-        return True
-    return device_array.__cuda_array_interface__["data"][0] % width == 0
+    return width is not None and device_array.ndim == 1 and aligned(device_array, width)
 
 
 @cuda.jit(device=True)
@@ -173,12 +175,6 @@ else:
                 and isinstance(i, types.Integer)):
             return None
         return types.UniTuple(types.uint32, 4)(arr, i), _vector_load(ir.IntType(32), 4, 16)
-
-
-def aligned(device_array, width: int) -> bool:
-    """Whether a device array's data pointer is a multiple of `width` bytes (always on the
-    simulator, which has no addresses)."""
-    return ON_SIMULATOR or device_array.__cuda_array_interface__["data"][0] % width == 0
 
 
 def load8_of(device_array):
