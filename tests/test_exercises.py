@@ -140,7 +140,9 @@ def test_every_graded_test_fails_on_its_chapters_fresh_stubs(ch, tmp_path, on_pa
     """As the grader runs them: only this chapter's stubs swapped in, the library for the rest
     (hidden tests included)."""
     root = make_course(tmp_path / "course", hidden=True)
-    results = grading.run_graded_tests(ch, root, impl="exercise")
+    # (60 s of CPU a test, not the grader's 120: the simulator's whole-GEMM tests take ~1 s, so
+    # the limit only matters if one sticks, and then it must end well inside this test's own)
+    results = grading.run_graded_tests(ch, root, impl="exercise", timeout_s=60)
     assert results, "no graded tests ran"
     passed = [nodeid for nodeid, r in results.items() if r["outcome"] == "passed"]
     assert passed == [], f"graded tests that pass on the untouched stubs: {passed}"
@@ -329,6 +331,29 @@ def test_grader_survives_an_endless_loop_and_reports_it(tmp_path, on_path):
     hung = [r["message"] for r in results.values() if r["exercise"] == "fp8_to_float32_bits"]
     assert hung.count("stopped after 10 s of CPU time: an endless loop?") == grading.MAX_HANGS
     assert all(m.startswith(("stopped after", "not run: 2 of fp8_to_float32_bits's tests hung")) for m in hung), hung
+
+
+HANGS_AT = {  # a course conftest that never lets the test process finish, at two places
+    "exit": "import pytest\n@pytest.hookimpl(trylast=True)\ndef pytest_sessionfinish(session):\n"
+            "    while True:\n        pass\n",
+    "collection": "while True:\n    pass\n"}
+
+
+@pytest.mark.parametrize("where", HANGS_AT)
+def test_grader_stops_a_process_stuck_between_tests(tmp_path, on_path, where):
+    """Outside any test (collecting, exiting) the same limit holds: after every test ran, the
+    results stand; before, the grader says the process was stuck, rather than waiting for ever."""
+    root = make_course(tmp_path / "course")
+    with open(root / "tests" / "conftest.py", "a") as conftest:
+        conftest.write("\n" + HANGS_AT[where])
+    if where == "exit":
+        results = grading.run_graded_tests(CHAPTERS[0], root, timeout_s=10)
+        from test_graded_ch00 import CASES
+
+        assert len(results) == len(CASES) and all(r["outcome"] == "failed" for r in results.values())
+    else:
+        with pytest.raises(RuntimeError, match="before running any graded test"):
+            grading.run_graded_tests(CHAPTERS[0], root, timeout_s=10)
 
 
 # -- exercises in the notebooks: check() -------------------------------------------------------

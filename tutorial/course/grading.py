@@ -220,10 +220,11 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
                 raise RuntimeError(f"the test run ended before running any graded test (exit {code}):\n"
                                    + output[-3000:])
             state = json.loads(report.read_text())
-            if state.get("finished"):
+            if state.get("finished"):  # (killed only if its exit hung: every result is in)
                 return state["results"]
-            if state["running"] is None:  # died between tests: not a learner's test to blame
-                raise RuntimeError(f"the test process ended unexpectedly (exit {code}):\n" + output[-3000:])
+            if state["running"] is None:  # died or stuck between tests: not a learner's test to blame
+                how = f"was stopped between tests after {timeout_s:g} s" if code is None else f"ended unexpectedly (exit {code})"
+                raise RuntimeError(f"the test process {how}:\n" + output[-3000:])
             why = (f"stopped after {timeout_s:g} s of CPU time: an endless loop?" if code is None else
                    f"the test process crashed (exit code {code})")
             running = state["running"]
@@ -242,22 +243,23 @@ def run_graded_tests(ch: Chapter | None, root: Path, impl: str = "exercise", tim
 def _run_watched(cmd, cwd, env, report: Path, timeout_s: float):
     """Run `cmd`; kill it when one test has used `timeout_s` seconds of CPU time, or ten times
     that on the clock (an endless loop burns CPU; a correct test on a busy machine mostly
-    waits for it). Returns (exit code, or None if it was killed; its output)."""
+    waits for it). The stretches between tests (collecting them, a fixture's teardown, the
+    process's exit) are held to the same limits: a process stuck there is killed too.
+    Returns (exit code, or None if it was killed; its output)."""
     from .sandbox import cpu_seconds
 
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        test, cpu_at_start, clock_at_start = None, 0.0, 0.0
+        phase, cpu_at_start, clock_at_start = None, 0.0, time.monotonic()  # phase: the running test's id
         while proc.poll() is None:
             time.sleep(0.2)
             try:
                 running = json.loads(report.read_text())["running"]
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
-                continue  # not started yet, or caught mid-write
-            if not running:
-                continue
-            if running["nodeid"] != test:
-                test, cpu_at_start, clock_at_start = running["nodeid"], cpu_seconds(proc.pid), time.monotonic()
+                running = None  # not started yet, or caught mid-write: between tests
+            now = running["nodeid"] if running else None
+            if now != phase:
+                phase, cpu_at_start, clock_at_start = now, cpu_seconds(proc.pid), time.monotonic()
             if cpu_seconds(proc.pid) - cpu_at_start > timeout_s or time.monotonic() - clock_at_start > 10 * timeout_s:
                 proc.kill()
                 proc.wait()
