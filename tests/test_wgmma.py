@@ -136,6 +136,79 @@ def test_two_warpgroups_share_a_b_tile_and_stay_exact():
                                    cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, warpgroups=3)
 
 
+def _first_kernel(qa, qb):
+    """C from the chapter's first kernel (zeros where it writes nothing)."""
+    from tutorial.gemm import warpgroup
+
+    c = cuda.to_device(np.zeros((qa.shape[0], qb.shape[1]), np.float32))
+    warpgroup.launch_warpgroup(cuda.to_device(qa.codes), cuda.to_device(qb.codes), cuda.to_device(qa.scales),
+                               cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, pipelined=False)
+    return c.copy_to_host()
+
+
+def _swapped_registers(t, n, fragment_d=wg.fragment_d):  # registers 0 and 2 exchanged: rows g, g + 8
+    places = fragment_d(t, n)
+    places[0], places[2] = places[2], places[0]
+    return places
+
+
+def _swapped_strides(address, lbo, sbo, swizzle=0, descriptor=wg.descriptor):  # LBO and SBO exchanged
+    return descriptor(address, sbo, lbo, swizzle)
+
+
+@needs_wgmma
+@pytest.mark.parametrize("name, wrong", [("fragment_d", _swapped_registers), ("descriptor", _swapped_strides)])
+def test_the_first_kernel_runs_through_the_exercises_descriptor_and_fragment_d(monkeypatch, name, wrong):
+    """On a GPU as on the simulator, the first kernel reads A and B through `descriptor`'s bits
+    and places D with `fragment_d` (chapter 06's graded GEMMs rely on it): replace either with
+    a wrong one and C is wrong."""
+    qa, qb = _operands(np.random.default_rng(11), 70, 24, 300, (1, 128), (128, 128))
+    exact = _exact(qa, qb).astype(np.float32)
+    np.testing.assert_array_equal(_first_kernel(qa, qb), exact)
+    monkeypatch.setattr(wg, name, wrong)
+    assert (_first_kernel(qa, qb) != exact).mean() > 0.1
+
+
+@pytest.mark.parametrize("bn", [8, 64, 256])
+def test_exercise_tables_hold_the_hardwares_layout_and_descriptors(bn):
+    """With the library's functions the first kernel's tables say what the hardware does: the
+    places are those `store_tile` and `promote` index with (thread (warp w, lane l): row 16 w + l / 4,
+    column 2 (l % 4), then + 8 for registers 2, 3 of each 4, + 8 columns every 4 registers, + 1
+    for odd ones), and entry i is the descriptor of address 16 i. (On a GPU the kernel stores
+    through these places, and its tensor cores read through these descriptors.)"""
+    from tutorial.gemm import warpgroup
+
+    descs, places = (x.copy_to_host() for x in warpgroup.exercise_tables(wg.descriptor, wg.fragment_d, bn))
+    t, r = np.meshgrid(np.arange(wg.WARPGROUP), np.arange(bn // 2), indexing="ij")
+    rows = 16 * (t // 32) + t % 32 // 4 + 8 * ((r % 4) // 2)
+    cols = 2 * (t % 4) + 8 * (r // 4) + r % 2
+    np.testing.assert_array_equal(places, np.stack([rows, cols], axis=-1))
+    assert descs.size == warpgroup.SHARED_WINDOW // 16
+    for i in (0, 1, 0x2A3, descs.size - 1):
+        assert wg.descriptor_fields(int(descs[i])) == {"address": 16 * i, "lbo": warpgroup.LBO,
+                                                       "sbo": warpgroup.SBO, "swizzle": 0}
+
+
+@pytest.mark.parametrize("fragment_d, message", [
+    (lambda t, n: [(0, 0)] * (n // 2 - 1), r"must give 32 \(row, column\) pairs"),
+    (lambda t, n: [(64, 0)] * (n // 2), r"fragment_d\(0, 64\)\[0\] = \(64, 0\) is not a place in D \(64 x 64\)"),
+    (lambda t, n: [("a", 0)] * (n // 2), "pairs of integers"),
+])
+def test_exercise_tables_name_a_fragment_d_that_is_not_a_layout(fragment_d, message):
+    from tutorial.gemm import warpgroup
+
+    with pytest.raises(ValueError, match=message):
+        warpgroup.exercise_tables(wg.descriptor, fragment_d, 64)
+
+
+@pytest.mark.parametrize("bits", [-1, 1 << 64, 0.5, None])
+def test_exercise_tables_name_a_descriptor_that_is_not_64_bits(bits):
+    from tutorial.gemm import warpgroup
+
+    with pytest.raises(ValueError, match=r"wgmma.descriptor\(0, 128, 1024, 0\) returned .*unsigned 64-bit"):
+        warpgroup.exercise_tables(lambda *args: bits, wg.fragment_d, 64)
+
+
 @needs_wgmma
 @pytest.mark.parametrize("pipelined", [True, False])
 @pytest.mark.parametrize("m, n, k", [(70, 24, 320), (64, 64, 448)])  # a last K-block of one stage; of 64 + 64 + 64

@@ -90,12 +90,83 @@ def store_tile(c, total, row, col, m, n):
             c[i, j] = total[r]
 
 
+# -- the first kernel's descriptors and fragment layout: the exercise's functions, on both ----
+#
+# This kernel is the chapter's check of `wgmma.descriptor` and `wgmma.fragment_d`, so it takes
+# both from those Python functions, evaluated on the host: a descriptor for every 16-byte
+# address of the shared window (the table is indexed by address / 16), and every thread's
+# (row, column) of each register. On a GPU the tensor cores then read A and B through the
+# exercise's bits and the kernel stores each register where `fragment_d` says. (The simulator's
+# emulated instruction already places D with `fragment_d`, so there the store uses the
+# hardware's layout; either way C is right only when `fragment_d` is.)
+
+SHARED_WINDOW = 1 << 18  # bytes a descriptor's 14-bit address field (in 16-byte units) can name
+
+
+@functools.cache
+def exercise_tables(descriptor, fragment_d, bn: int):
+    """(descriptors, places) on the device: `descriptor(16 i, LBO, SBO, 0)` for every i of the
+    shared window (uint64), and `fragment_d(t, bn)` for every thread t of a warpgroup (int32,
+    (128, bn / 2, 2)). Keyed by the functions, so a replaced one (the grader's) takes effect."""
+    descs = np.empty(SHARED_WINDOW // 16, np.uint64)
+    for i in range(descs.size):
+        bits = descriptor(16 * i, LBO, SBO, 0)
+        if not isinstance(bits, (int, np.integer)) or not 0 <= int(bits) < 1 << 64:
+            raise ValueError(f"wgmma.descriptor({16 * i}, {LBO}, {SBO}, 0) returned {bits!r}: a descriptor is an "
+                             "unsigned 64-bit integer")
+        descs[i] = int(bits)
+    places = [fragment_d(t, bn) for t in range(wg.WARPGROUP)]
+    try:
+        places = np.array(places, np.int64)
+    except (TypeError, ValueError, OverflowError):
+        places = None
+    if places is None or places.shape != (wg.WARPGROUP, bn // 2, 2):
+        raise ValueError(f"wgmma.fragment_d(t, {bn}) must give {bn // 2} (row, column) pairs of integers for each "
+                         f"thread t")
+    outside = (places < 0) | (places >= (wg.M, bn))
+    if outside.any():
+        t, r, _ = np.argwhere(outside)[0]
+        raise ValueError(f"wgmma.fragment_d({t}, {bn})[{r}] = {tuple(places[t, r].tolist())} is not a place in D "
+                         f"({wg.M} x {bn})")
+    return cuda.to_device(descs), cuda.to_device(places.astype(np.int32))
+
+
+if ON_SIMULATOR:
+    def table_descriptor(descs, tile, offset):
+        """The descriptor of `tile` + `offset` bytes from the table (addresses count from the
+        tile's first byte on the simulator)."""
+        return wg.SimDescriptor(tile, descs[offset >> 4])
+
+    @cuda.jit(device=True)
+    def store_placed(c, total, places, tg, row, col, m, n):
+        """The totals into C from the tile's corner (row, col): at the hardware's places, where
+        the emulated instruction put what `fragment_d` named (see above)."""
+        store_tile(c, total, row + 16 * (tg // 32) + tg % 32 // 4, col + 2 * (tg % 4), m, n)
+else:
+    from ..runtime.warpgroup_ptx import shared_address
+
+    @cuda.jit(device=True)
+    def table_descriptor(descs, tile, offset):
+        """The descriptor of `tile` + `offset` bytes from the table."""
+        return descs[(shared_address(tile) + offset) >> 4]
+
+    @cuda.jit(device=True)
+    def store_placed(c, total, places, tg, row, col, m, n):
+        """Thread tg's totals into C from the tile's corner (row, col): register r at the
+        place `fragment_d` gave it; nothing past the matrix's edges."""
+        for r in range(len(total)):
+            i, j = row + places[tg, r, 0], col + places[tg, r, 1]
+            if i < m and j < n:
+                c[i, j] = total[r]
+
+
 @functools.cache
 def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
-    """The kernel `kernel(a, bt, m, n, k, sa, sb, bma, bka, bkb, bnb, c)`: C = A @ B scaled, for
-    A (M, K) codes and B given transposed, `bt` (N, K) codes (both K-major, as FP8 wgmma wants
-    them; flattened), scales `sa` (ceil(M / bma), ceil(K / bka)) and `sb` (ceil(K / bkb),
-    ceil(N / bnb)), C (M, N) float32. `vec`: K % 16 == 0, so rows are 16-byte aligned.
+    """The kernel `kernel(a, bt, m, n, k, sa, sb, bma, bka, bkb, bnb, c, descs, places)`: C =
+    A @ B scaled, for A (M, K) codes and B given transposed, `bt` (N, K) codes (both K-major, as
+    FP8 wgmma wants them; flattened), scales `sa` (ceil(M / bma), ceil(K / bka)) and `sb`
+    (ceil(K / bkb), ceil(N / bnb)), C (M, N) float32; `descs` and `places` from
+    [`exercise_tables`][]. `vec`: K % 16 == 0, so rows are 16-byte aligned.
     `warpgroups` warpgroups share the block's B tile, each with its own 64 rows of A: the tile
     is 64 * warpgroups x bn. Launch with grid (ceil(N / bn), ceil(M / (64 * warpgroups))) and
     128 * warpgroups threads. bka and bkb must be multiples of 128 or at least K (scales
@@ -108,7 +179,7 @@ def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
     a_slice = wg.M // 8 * SBO  # bytes of A's tile per warpgroup: its 64 rows
 
     @cuda.jit
-    def kernel(a, bt, m, n, k_total, sa, sb, bma, bka, bkb, bnb, c):
+    def kernel(a, bt, m, n, k_total, sa, sb, bma, bka, bkb, bnb, c, descs, places):
         tile_a = cuda.shared.array(a_words, uint32, alignment=128)
         tile_b = cuda.shared.array(b_words, uint32, alignment=128)
         s_row = cuda.shared.array(tile_rows, float32)  # this K-block's scales of the tile's rows ...
@@ -134,13 +205,13 @@ def warpgroup_kernel(fmt_a, fmt_b, bn: int, vec: bool, warpgroups: int = 1):
             cuda.syncthreads()
             part = wg.fence(wg.accumulators(regs))
             for ks in range(KB // wg.K):  # 32 codes of K: two core matrices further along
-                part = mma(wg.smem_descriptor(tile_a, group * a_slice + ks * 2 * LBO, LBO, SBO, 0),
-                           wg.smem_descriptor(tile_b, ks * 2 * LBO, LBO, SBO, 0), part)
+                part = mma(table_descriptor(descs, tile_a, group * a_slice + ks * 2 * LBO),
+                           table_descriptor(descs, tile_b, ks * 2 * LBO), part)
             wg.commit()
             part = wg.wait_all(part)
             total = wg.promote(total, part, s_row, s_col, row_t, col_t)  # DeepSeek's promotion
             cuda.syncthreads()  # every thread done with this K-block's tiles before the next
-        store_tile(c, total, row0 + row_t, col0 + col_t, m, n)
+        store_placed(c, total, places, tg, row0 + wg.M * group, col0, m, n)
 
     return kernel
 
@@ -299,14 +370,16 @@ def launch_warpgroup(a_codes, b_codes, sa, sb, block_a, block_b, c, fmt_a, fmt_b
     if not promote and not (pipelined and k % 16 == 0 and warpgroups == 1):
         raise ValueError("launch_warpgroup: promote=False needs the pipelined kernel (K % 16 == 0, one warpgroup)")
     if pipelined and k % 16 == 0 and warpgroups == 1:
-        kernel = pipelined_kernel(fmt_a, fmt_b, bn, STAGES, promote)
+        kernel, tables = pipelined_kernel(fmt_a, fmt_b, bn, STAGES, promote), ()
     else:
         kernel = warpgroup_kernel(fmt_a, fmt_b, bn, k % 16 == 0, warpgroups)
+        tables = exercise_tables(wg.descriptor, wg.fragment_d, bn)
     kernel[grid, wg.WARPGROUP * warpgroups](
         a_codes.reshape(m * k), bt.reshape(n * k), m, n, k, sa, sb, int(block_a[0]), int(block_a[1]),
-        int(block_b[0]), int(block_b[1]), c)
+        int(block_b[0]), int(block_b[1]), c, *tables)
     return c
 
 
 __all__ = ["warpgroup_kernel", "pipelined_kernel", "launch_warpgroup", "tile_offset", "stage_offset", "stage_chunk",
-           "stage_scales", "store_tile", "transposed_codes", "transposed_view", "k_major", "KB", "KS", "STAGES"]
+           "stage_scales", "store_tile", "exercise_tables", "table_descriptor", "store_placed", "transposed_codes",
+           "transposed_view", "k_major", "KB", "KS", "STAGES", "SHARED_WINDOW"]

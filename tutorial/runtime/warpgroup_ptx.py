@@ -101,6 +101,25 @@ commit = void_asm("wgmma.commit_group.sync.aligned;")  # close a group of wgmma 
 fence_proxy_async = void_asm("fence.proxy.async.shared::cta;")  # st.shared -> visible to wgmma
 
 
+def _shared_address(context, builder, array_type, array):
+    """The shared-window address (`cvta.to.shared`) of a shared array's first byte, an i64."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return inline_asm(builder, I64, [builder.ptrtoint(data, I64)], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
+
+
+@intrinsic
+def shared_address(typingctx, arr):
+    """The address of shared array `arr` in the shared window, as a descriptor counts it (an
+    int64, so that adding a byte offset stays an integer)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _shared_address(context, builder, sig.args[0], args[0])
+
+    return types.int64(arr), codegen
+
+
 @intrinsic
 def smem_descriptor(typingctx, arr, offset, lbo, sbo, swizzle):
     """The matrix descriptor of shared array `arr` + `offset` bytes (`tutorial.gemm.wgmma.descriptor`
@@ -109,8 +128,7 @@ def smem_descriptor(typingctx, arr, offset, lbo, sbo, swizzle):
         return None
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        address = inline_asm(builder, I64, [builder.ptrtoint(data, I64)], "cvta.to.shared.u64 $0, $1;", "=l,l", False)
+        address = _shared_address(context, builder, sig.args[0], args[0])
         off, l, s, sw = (context.cast(builder, v, t, types.int64) for v, t in zip(args[1:], sig.args[1:]))
 
         def field(value, shift):  # ((value >> 4) & 0x3fff) << shift
@@ -242,5 +260,5 @@ def make_wgmma_fresh(fmt_a: str, fmt_b: str, n: int):
     return mma0
 
 
-__all__ = ["inline_asm", "void_asm", "register_values", "is_accumulators", "make_wgmma_fresh", "fence_only", "accumulators", "fence", "wait_all", "wait_all_but_one", "wait_older", "commit", "fence_proxy_async", "smem_descriptor", "make_wgmma",
+__all__ = ["inline_asm", "void_asm", "register_values", "is_accumulators", "make_wgmma_fresh", "fence_only", "accumulators", "fence", "wait_all", "wait_all_but_one", "wait_older", "commit", "fence_proxy_async", "smem_descriptor", "shared_address", "make_wgmma",
            "promote", "cp_async16", "cp_async_commit", "cp_async_wait"]
