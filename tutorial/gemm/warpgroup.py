@@ -108,6 +108,10 @@ def exercise_tables(descriptor, fragment_d, bn: int):
     """(descriptors, places) on the device: `descriptor(16 i, LBO, SBO, 0)` for every i of the
     shared window (uint64), and `fragment_d(t, bn)` for every thread t of a warpgroup (int32,
     (128, bn / 2, 2)). Keyed by the functions, so a replaced one (the grader's) takes effect."""
+    return cuda.to_device(_descriptor_table(descriptor)), cuda.to_device(_fragment_places(fragment_d, bn))
+
+
+def _descriptor_table(descriptor) -> np.ndarray:
     descs = np.empty(SHARED_WINDOW // 16, np.uint64)
     for i in range(descs.size):
         bits = descriptor(16 * i, LBO, SBO, 0)
@@ -115,7 +119,11 @@ def exercise_tables(descriptor, fragment_d, bn: int):
             raise ValueError(f"wgmma.descriptor({16 * i}, {LBO}, {SBO}, 0) returned {bits!r}: a descriptor is an "
                              "unsigned 64-bit integer")
         descs[i] = int(bits)
-    places = [fragment_d(t, bn) for t in range(wg.WARPGROUP)]
+    return descs
+
+
+def _fragment_places(fragment_d, bn: int) -> np.ndarray:
+    places = [fragment_d(t, bn) for t in range(wg.WARPGROUP)]  # (its own errors are the learner's to see)
     try:
         places = np.array(places, np.int64)
     except (TypeError, ValueError, OverflowError):
@@ -128,7 +136,7 @@ def exercise_tables(descriptor, fragment_d, bn: int):
         t, r, _ = np.argwhere(outside)[0]
         raise ValueError(f"wgmma.fragment_d({t}, {bn})[{r}] = {tuple(places[t, r].tolist())} is not a place in D "
                          f"({wg.M} x {bn})")
-    return cuda.to_device(descs), cuda.to_device(places.astype(np.int32))
+    return places.astype(np.int32)
 
 
 if ON_SIMULATOR:
