@@ -137,13 +137,10 @@ def test_two_warpgroups_share_a_b_tile_and_stay_exact():
 
 
 def _first_kernel(qa, qb):
-    """C from the chapter's first kernel (zeros where it writes nothing)."""
-    from tutorial.gemm import warpgroup
+    """C from the chapter's first kernel, as chapter 06's graded GEMMs run it."""
+    from harness_ch06 import wgmma_gemm
 
-    c = cuda.to_device(np.zeros((qa.shape[0], qb.shape[1]), np.float32))
-    warpgroup.launch_warpgroup(cuda.to_device(qa.codes), cuda.to_device(qb.codes), cuda.to_device(qa.scales),
-                               cuda.to_device(qb.scales), qa.block, qb.block, c, qa.fmt, qb.fmt, pipelined=False)
-    return c.copy_to_host()
+    return wgmma_gemm(qa.codes, qa.scales, qa.block, qb.codes, qb.scales, qb.block)
 
 
 def _swapped_registers(t, n, fragment_d=wg.fragment_d):  # registers 0 and 2 exchanged: rows g, g + 8
